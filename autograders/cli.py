@@ -1,0 +1,176 @@
+"""``deepgrade``: the instructor's and operator's command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from rich.console import Console  # noqa: E402
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from autograders.assignment import Assignment, find_all  # noqa: E402
+
+console = Console()
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=False)
+
+
+def print_result(result: dict) -> None:
+    table = Table(title=f"{result['assignment']} · {result['student']} · seed {result['seed']}")
+    for column in ("check", "points", "result", "measured", "expected", "hint"):
+        table.add_column(column, overflow="fold")
+    for c in result["checks"]:
+        mark = "[green]✔[/]" if c["passed"] else "[red]✘[/]"
+        table.add_row(f"{mark} {c['id']}", f"{c['score']:g}/{c['points']:g}", c["message"],
+                      "" if c["measured"] is None else str(c["measured"]),
+                      "" if c["expected"] is None else str(c["expected"]), c.get("hint", ""))
+    console.print(table)
+    for note in [result.get("isolation_warning"), result.get("message"), *result.get("integrity", []),
+                 *result.get("problems", [])]:
+        if note:
+            console.print(f"[yellow]! {note}[/]")
+    style = "green" if result["score"] == result["max_score"] and result["max_score"] else "bold"
+    console.print(f"[{style}]score {result['score']:g} / {result['max_score']:g}[/] "
+                  f"({result['status']}, isolation: {result['isolation']})")
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from autograders.gradebook import generate
+
+    for assignment in _selected(args):
+        with console.status(f"nbgrader generate_assignment {assignment.id}"):
+            path = generate(assignment)
+        console.print(f"released {assignment.id} -> {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+    return 0
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from autograders.runner import grade
+    from autograders.sandbox import default_sandbox
+
+    assignment = Assignment.load(args.assignment)
+    with console.status(f"grading {args.notebook} (sandbox, execution, checks)"):
+        result = grade(Path(args.notebook), assignment, workdir=Path(args.output) if args.output else None,
+                       student=args.student, seed=args.seed, sandbox=default_sandbox(args.sandbox),
+                       record_gradebook=not args.no_gradebook,
+                       gradebook_root=Path(args.course_dir) if args.course_dir else None)
+    print_result(result)
+    if args.output:
+        console.print(f"feedback: {Path(args.output) / 'feedback.html'}")
+    return 0 if result["status"] == "graded" else 1
+
+
+def _selected(args: argparse.Namespace) -> list[Assignment]:
+    if getattr(args, "all", False) or not args.assignment:
+        return find_all()
+    return [Assignment.load(args.assignment)]
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from autograders.validate import DEFAULT_SEEDS, validate
+
+    seeds = tuple(range(1, args.seeds + 1)) if args.seeds else DEFAULT_SEEDS
+    failures = 0
+    for assignment in _selected(args):
+        total = len(seeds) + 1 + len(assignment.mistakes)
+        with _progress() as progress:
+            task = progress.add_task(f"validate {assignment.id}", total=total)
+            verdicts = validate(assignment, seeds, args.workers, on_done=lambda _job: progress.advance(task))
+        table = Table(title=f"validate {assignment.id}")
+        for column in ("run", "ok", "score", "detail"):
+            table.add_column(column, overflow="fold")
+        for v in verdicts:
+            table.add_row(v.label, "[green]✔[/]" if v.ok else "[red]✘[/]", f"{v.score:g}/{v.max_score:g}", v.detail)
+        console.print(table)
+        failures += sum(not v.ok for v in verdicts)
+    console.print("[green]all proofs hold[/]" if not failures else f"[red]{failures} proof(s) failed[/]")
+    return 1 if failures else 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from autograders.calibrate import CalibrationError, calibrate
+
+    assignment = Assignment.load(args.assignment)
+    with _progress() as progress:
+        task = progress.add_task(f"calibrate {assignment.id}", total=args.seeds + len(assignment.mistakes))
+        try:
+            specs = calibrate(assignment, args.seeds, args.workers, on_done=lambda _job: progress.advance(task))
+        except CalibrationError as exc:
+            console.print(f"[red]calibration failed: {exc}[/]")
+            return 1
+    table = Table(title=f"thresholds of {assignment.id} ({args.seeds} seeds)")
+    for column in ("threshold", "direction", "reference values", "chosen", "planted mistakes"):
+        table.add_column(column, overflow="fold")
+    for key, spec in specs.items():
+        table.add_row(key, spec["direction"], ", ".join(f"{v:.4g}" for v in spec["reference"]["values"]),
+                      f"{spec['value']:.4g}", ", ".join(f"{k}={v:.4g}" if v is not None else f"{k}=–"
+                                                        for k, v in spec["broken"].items()))
+    console.print(table)
+    console.print(f"written to {assignment.path / 'assignment.yaml'}")
+    return 0
+
+
+def cmd_hub(args: argparse.Namespace) -> int:
+    console.print(
+        "deepgrade hub (coming with the hub issue) will:\n"
+        "  1. install configurable-http-proxy from npm into ./node_modules\n"
+        "  2. start JupyterHub on http://127.0.0.1:8000 with the local spawner, SQLite and the in-process queue\n"
+        "  3. release the course's assignments and mount the datasets read-only\n"
+        "  4. print how to sign in as the first instructor\n"
+        "Today you can already grade: deepgrade grade <notebook> --assignment keras-intro/01-introducing-keras")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepgrade", description="Autograded deep-learning courses.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate", help="make the student version of an assignment with nbgrader")
+    p.add_argument("assignment", nargs="?", help="assignment id, e.g. keras-intro/01-introducing-keras")
+    p.add_argument("--all", action="store_true")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("grade", help="grade one submitted notebook and print its checks")
+    p.add_argument("notebook")
+    p.add_argument("--assignment", required=True)
+    p.add_argument("--student", default="student")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--output", help="folder for result.json, feedback.html and artifacts")
+    p.add_argument("--sandbox", choices=["auto", "bubblewrap", "process"], default=None)
+    p.add_argument("--course-dir", help="nbgrader course directory (default .deepgrade/courses/<course>)")
+    p.add_argument("--no-gradebook", action="store_true", help="do not write the score into the gradebook")
+    p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("validate", help="prove reference, blank and planted mistakes grade as declared")
+    p.add_argument("assignment", nargs="?")
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--seeds", type=int, default=0, help="number of reference seeds (default 5)")
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("calibrate", help="measure the reference over seeds and write thresholds")
+    p.add_argument("assignment")
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("hub", help="start the course hub (embedded defaults)")
+    p.set_defaults(func=cmd_hub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

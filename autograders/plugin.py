@@ -1,0 +1,170 @@
+"""The pytest plugin that turns an assignment's test module into a grader.
+
+Loaded with ``-p autograders.plugin`` by the trusted checker process only. It provides
+the fixtures autograder tests ask for (``model``, ``history``, ``arrays``, ``values``,
+``thresholds``, ``submission``, ``assignment``; ``train_data`` and ``hidden_data`` come
+from the assignment's own conftest), seeds everything, and records one
+:class:`CheckResult` per test. Tracebacks and test source never reach the results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autograders.assignment import Assignment
+from autograders.artifacts import Submission
+from autograders.checks.base import take_metrics
+from autograders.results import CheckFailure, CheckResult
+
+_results: dict[str, CheckResult] = {}
+_problems: list[str] = []
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("deepgrade")
+    group.addoption("--deepgrade-artifacts", help="folder with the submission's exported artifacts")
+    group.addoption("--deepgrade-results", help="where to write the JSON check results")
+    group.addoption("--deepgrade-assignment", help="the assignment folder")
+    group.addoption("--deepgrade-seed", type=int, default=0)
+    group.addoption("--deepgrade-calibrate", action="store_true", help="record metrics, pass thresholds")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "grades(grade_id, points, public=False): the grade cell a check scores")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    seed = config.getoption("--deepgrade-seed")
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def _option(request: pytest.FixtureRequest, name: str) -> Any:
+    value = request.config.getoption(name)
+    if value is None:
+        pytest.fail(f"{name} is required to run autograder tests", pytrace=False)
+    return value
+
+
+def _grade_id(request: pytest.FixtureRequest) -> str:
+    marker = request.node.get_closest_marker("grades")
+    if marker is None:
+        pytest.fail("this autograder test has no @grades(...) marker", pytrace=False)
+    return marker.args[0]
+
+
+@pytest.fixture(scope="session")
+def submission(request: pytest.FixtureRequest) -> Submission:
+    return Submission(Path(_option(request, "--deepgrade-artifacts")))
+
+
+@pytest.fixture(scope="session")
+def assignment(request: pytest.FixtureRequest) -> Assignment:
+    return Assignment.load(Path(_option(request, "--deepgrade-assignment")))
+
+
+@pytest.fixture(scope="session")
+def thresholds(request: pytest.FixtureRequest, assignment: Assignment):
+    return assignment.thresholds(calibrating=request.config.getoption("--deepgrade-calibrate"))
+
+
+@pytest.fixture(scope="session")
+def seed(request: pytest.FixtureRequest) -> int:
+    return request.config.getoption("--deepgrade-seed")
+
+
+class Exported:
+    """The named objects one grade cell exported, loaded lazily: ``arrays["weights"]``."""
+
+    def __init__(self, submission: Submission, grade_id: str, kind: str):
+        self._submission, self._grade_id, self._kind = submission, grade_id, kind
+
+    def __getitem__(self, name: str) -> Any:
+        return self._submission.get(self._grade_id, name, expect=self._kind)
+
+    def __contains__(self, name: str) -> bool:
+        try:
+            return name in self._submission.manifest(self._grade_id)
+        except CheckFailure:
+            return False
+
+
+@pytest.fixture
+def model(request: pytest.FixtureRequest, submission: Submission) -> Any:
+    return submission.get(_grade_id(request), "model", expect="model")
+
+
+@pytest.fixture
+def history(request: pytest.FixtureRequest, submission: Submission) -> dict[str, list[float]]:
+    return submission.get(_grade_id(request), "history", expect="history")
+
+
+@pytest.fixture
+def models(request: pytest.FixtureRequest, submission: Submission) -> Exported:
+    return Exported(submission, _grade_id(request), "model")
+
+
+@pytest.fixture
+def arrays(request: pytest.FixtureRequest, submission: Submission) -> Exported:
+    return Exported(submission, _grade_id(request), "array")
+
+
+@pytest.fixture
+def values(request: pytest.FixtureRequest, submission: Submission) -> Exported:
+    return Exported(submission, _grade_id(request), "value")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    marker = item.get_closest_marker("grades")
+    if marker is None:
+        if report.when == "setup":
+            _problems.append(f"{item.name} has no @grades(...) marker")
+        return
+    if report.when == "setup" or item.nodeid not in _results:
+        _results.setdefault(item.nodeid, CheckResult(
+            id=item.name, grade_id=marker.args[0], points=float(marker.kwargs.get("points", 0)),
+            passed=False, description=(item.function.__doc__ or "").strip().split("\n")[0]))
+    result = _results[item.nodeid]
+    if report.when == "call" and report.passed:
+        result.passed = True
+        result.message = "passed"
+    if report.failed and call.excinfo is not None:
+        result.passed = False
+        _explain(result, call.excinfo.value)
+    if report.when == "teardown":
+        result.metrics = take_metrics()
+
+
+def _explain(result: CheckResult, exc: BaseException) -> None:
+    if isinstance(exc, CheckFailure):
+        result.message, result.hint = exc.message, exc.hint
+        result.measured, result.expected = exc.measured, exc.expected
+    elif isinstance(exc, AssertionError):
+        result.message = "the check failed"
+    else:
+        # Only the exception type and its first line: enough to act on, no hidden test source.
+        first = str(exc).strip().split("\n")[0][:300]
+        result.message = f"checking raised {type(exc).__name__}: {first}"
+        result.hint = "your object could not be used as the exercise expects; compare its shape and type with the instructions"
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if report.failed:
+        _problems.append(f"could not collect {report.nodeid}: {str(report.longrepr).splitlines()[-1][:300]}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    path = session.config.getoption("--deepgrade-results")
+    if not path:
+        return
+    data = {"checks": [r.to_dict() for r in _results.values()], "problems": _problems}
+    Path(path).write_text(json.dumps(data, indent=1))

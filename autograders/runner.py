@@ -1,0 +1,329 @@
+"""Grade one submitted notebook: a pipeline of small steps, in the manner of nbgrader's preprocessors.
+
+    ReadNotebook -> RestoreAutograderCells -> ExecuteInSandbox -> RunChecks -> Score
+                 -> RecordInGradebook -> WriteFeedback
+
+Every step works on one :class:`Grading` and may stop the pipeline with a recorded
+reason. Whatever happens (malformed JSON, a crash, a timeout), the run ends with a
+``result.json`` that says what happened and what was scored. Student code only ever runs
+inside the sandbox; checks run in a separate trusted process over the exported artifacts.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from autograders.assignment import Assignment, repo_root
+from autograders.execute import EXECUTED, SUBMISSION, grade_id
+from autograders.results import CheckResult
+from autograders.sandbox import Sandbox, default_sandbox
+
+RESULT = "result.json"
+
+
+class StopGrading(Exception):
+    """Raised by a step when the submission cannot be graded further; the reason is recorded."""
+
+
+@dataclass
+class Grading:
+    """Everything one grading run knows; steps fill it in."""
+
+    assignment: Assignment
+    notebook_path: Path
+    workdir: Path
+    student: str = "student"
+    seed: int = 0
+    calibrating: bool = False
+    sandbox: Sandbox | None = None
+    gradebook_root: Path | None = None
+    record_gradebook: bool = False
+    submitted_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    notebook: Any = None
+    status: str = "graded"
+    message: str = ""
+    integrity: list[str] = field(default_factory=list)
+    execution: dict[str, Any] = field(default_factory=dict)
+    checks: list[CheckResult] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    grade_cells: dict[str, dict[str, float]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        return sum(c["score"] for c in self.grade_cells.values())
+
+    @property
+    def max_score(self) -> float:
+        return sum(c["max_score"] for c in self.grade_cells.values())
+
+    @property
+    def isolation(self) -> str:
+        return self.sandbox.isolation if self.sandbox else "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        warning = ""
+        if self.sandbox is not None and self.sandbox.development_only:
+            warning = ("NOT ISOLATED: this submission ran as a plain process (development only); "
+                       "install bubblewrap or use the Docker sandbox for real grading")
+        return {
+            "assignment": self.assignment.id, "student": self.student, "seed": self.seed,
+            "submitted_at": self.submitted_at.isoformat(), "status": self.status, "message": self.message,
+            "score": self.score, "max_score": self.max_score, "isolation": self.isolation,
+            "isolation_warning": warning, "integrity": self.integrity, "execution": self.execution,
+            "grade_cells": self.grade_cells, "checks": [c.to_dict() for c in self.checks],
+            "problems": self.problems, "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+class Step:
+    """One stage of grading. ``name`` labels its timing in the result."""
+
+    name = "step"
+
+    def __call__(self, g: Grading) -> None:
+        raise NotImplementedError
+
+
+class ReadNotebook(Step):
+    name = "read"
+
+    def __call__(self, g: Grading) -> None:
+        raw = g.notebook_path.read_bytes()
+        g.execution["submission_sha256"] = hashlib.sha256(raw).hexdigest()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise StopGrading("the notebook is not valid UTF-8 text; it could not be read") from None
+        try:
+            nb = nbformat.reads(text, as_version=4)
+        except Exception as exc:
+            raise StopGrading(f"the notebook is not valid notebook JSON ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:200]}); nothing could be run") from None
+        if not isinstance(nb.get("cells"), list):
+            raise StopGrading("the notebook has no list of cells; nothing could be run")
+        g.notebook = nb
+
+
+def _nbgrader_id(cell: Any) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+class RestoreAutograderCells(Step):
+    """Put back every locked autograder cell exactly as released.
+
+    Students may add, move and edit their own cells freely, but a locked cell that was
+    edited, deleted, duplicated or turned into markdown is restored from the release (and
+    noted), so the code that exports artifacts is always the instructor's.
+    """
+
+    name = "restore"
+
+    def __call__(self, g: Grading) -> None:
+        release = nbformat.read(g.assignment.release_notebook, as_version=4)
+        locked = {grade_id(c): c for c in release.cells if grade_id(c)}
+        cells, seen = [], set()
+        for cell in g.notebook.cells:
+            gid = _nbgrader_id(cell)
+            if gid not in locked:
+                cells.append(cell)
+                continue
+            if gid in seen:
+                g.integrity.append(f"autograder cell '{gid}' appeared twice; the copy was removed")
+                continue
+            seen.add(gid)
+            original = locked[gid]
+            if cell.get("cell_type") != original.cell_type:
+                g.integrity.append(f"autograder cell '{gid}' was changed to {cell.get('cell_type')}; it was restored")
+            elif cell.get("source") != original.source:
+                g.integrity.append(f"autograder cell '{gid}' was edited; the original was restored")
+            cells.append(_fresh(original))
+        release_ids = [_nbgrader_id(c) for c in release.cells]
+        for index, gid in enumerate(release_ids):
+            if gid not in locked or gid in seen:
+                continue
+            g.integrity.append(f"autograder cell '{gid}' was deleted; it was restored from the release")
+            # Insert after the nearest earlier release cell the student still has.
+            position = 0
+            for earlier in reversed(release_ids[:index]):
+                found = [i for i, c in enumerate(cells) if earlier and _nbgrader_id(c) == earlier]
+                if found:
+                    position = found[0] + 1
+                    break
+            cells.insert(position, _fresh(locked[gid]))
+            seen.add(gid)
+        g.notebook.cells = cells
+
+
+def _fresh(cell: Any) -> Any:
+    cell = copy.deepcopy(cell)
+    if cell.cell_type == "code":
+        cell.outputs, cell.execution_count = [], None
+    return cell
+
+
+class ExecuteInSandbox(Step):
+    name = "execute"
+
+    def __call__(self, g: Grading) -> None:
+        sandbox = g.sandbox or default_sandbox()
+        g.sandbox = sandbox
+        work = g.workdir / "sandbox"
+        work.mkdir(parents=True, exist_ok=True)
+        nbformat.write(g.notebook, work / SUBMISSION)
+        limits = g.assignment.limits
+        readonly = [repo_root() / "autograders", repo_root() / "datasets", public_data_root()]
+        public_data_root().mkdir(parents=True, exist_ok=True)
+        _materialize_public(g.assignment)
+        run = sandbox.run(
+            [sys.executable, "-m", "autograders.execute", str(work), "--seed", str(g.seed),
+             "--cell-timeout", str(limits.cell_timeout)],
+            workdir=work, readonly=readonly, timeout=limits.time,
+            env={"DEEPGRADE_PUBLIC_DATA": str(public_data_root()), "TF_CPP_MIN_LOG_LEVEL": "3",
+                 "PYTHONPATH": str(repo_root())},
+        )
+        g.execution.update(returncode=run.returncode, timed_out=run.timed_out, seconds=round(run.duration, 2))
+        cells = json.loads((work / "cells.json").read_text()) if (work / "cells.json").exists() else {}
+        g.execution["cells"] = cells
+        if run.timed_out:
+            g.message = (f"killed after {limits.time} s: the notebook did not finish within the assignment's "
+                         "time limit; checks ran on what it exported before that")
+        elif run.returncode != 0:
+            tail = run.stderr.strip().splitlines()[-1:] or ["no output"]
+            g.message = f"the notebook runner stopped with exit code {run.returncode}: {tail[0][:300]}"
+        timeouts = [gid for gid, c in cells.items() if str(c.get("error", "")).startswith("CellTimeout")]
+        if timeouts:
+            g.message = (g.message + " " if g.message else "") + (
+                f"cell(s) stopped after {limits.cell_timeout} s: {', '.join(timeouts)}")
+
+
+def public_data_root() -> Path:
+    import os
+
+    return Path(os.environ.get("DEEPGRADE_PUBLIC_DATA", repo_root() / ".deepgrade" / "data" / "public"))
+
+
+def _materialize_public(assignment: Assignment) -> None:
+    if assignment.datasets:
+        from datasets import materialize
+
+        materialize(public_data_root(), assignment.datasets)
+
+
+class RunChecks(Step):
+    """Run the assignment's pytest autograders in a separate, trusted process."""
+
+    name = "checks"
+
+    def __call__(self, g: Grading) -> None:
+        out = g.workdir / "checks.json"
+        argv = [sys.executable, "-m", "pytest", str(g.assignment.tests_dir), "-p", "autograders.plugin",
+                "-p", "no:cacheprovider", "-q", "--no-header", "-o", "addopts=",
+                "--rootdir", str(g.assignment.path), "--deepgrade-artifacts", str(g.workdir / "sandbox"),
+                "--deepgrade-results", str(out), "--deepgrade-assignment", str(g.assignment.path),
+                "--deepgrade-seed", str(g.seed)]
+        if g.calibrating:
+            argv.append("--deepgrade-calibrate")
+        env = {**_clean_env(), "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": str(g.seed)}
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=g.assignment.limits.check_time,
+                                  env=env, cwd=g.workdir)
+        except subprocess.TimeoutExpired:
+            raise StopGrading(f"the checks did not finish within {g.assignment.limits.check_time} s") from None
+        if not out.exists():
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
+            raise StopGrading(f"the checker crashed before reporting (exit code {proc.returncode}): {tail[-500:]}")
+        data = json.loads(out.read_text())
+        g.checks = [CheckResult.from_dict(c) for c in data["checks"]]
+        g.problems = data.get("problems", [])
+        if g.problems:  # an instructor's bug: say so rather than hand out a wrong score
+            raise StopGrading("the assignment's autograder is broken, so this submission was not scored; "
+                              "your instructor has been told: " + "; ".join(g.problems)[:500])
+
+
+def _clean_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("DEEPGRADE_EXPORT")}
+
+
+class Score(Step):
+    """Partial credit: each grade cell scores the points of its passing checks."""
+
+    name = "score"
+
+    def __call__(self, g: Grading) -> None:
+        release = nbformat.read(g.assignment.release_notebook, as_version=4)
+        for cell in release.cells:
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            if meta.get("grade"):
+                g.grade_cells[meta["grade_id"]] = {"score": 0.0, "max_score": float(meta.get("points", 0))}
+        for check in g.checks:
+            cell = g.grade_cells.setdefault(check.grade_id, {"score": 0.0, "max_score": 0.0})
+            cell["score"] += check.score
+
+
+class RecordInGradebook(Step):
+    name = "gradebook"
+
+    def __call__(self, g: Grading) -> None:
+        if not g.record_gradebook:
+            return
+        from autograders.gradebook import record
+
+        scores = {gid: cell["score"] for gid, cell in g.grade_cells.items()}
+        g.execution["gradebook"] = str(record(g.assignment, g.student, scores, g.gradebook_root, g.submitted_at))
+
+
+class WriteFeedback(Step):
+    name = "feedback"
+
+    def __call__(self, g: Grading) -> None:
+        from autograders.feedback import write_feedback
+
+        write_feedback(g.to_dict(), g.workdir / "sandbox" / EXECUTED, g.assignment, g.workdir)
+
+
+PIPELINE: list[Step] = [ReadNotebook(), RestoreAutograderCells(), ExecuteInSandbox(), RunChecks(), Score(),
+                        RecordInGradebook(), WriteFeedback()]
+
+
+def grade(notebook: Path, assignment: Assignment | str, *, workdir: Path | None = None,
+          student: str = "student", seed: int = 0, sandbox: Sandbox | None = None,
+          gradebook_root: Path | None = None, record_gradebook: bool = False,
+          calibrating: bool = False) -> dict[str, Any]:
+    """Grade ``notebook`` and return the result (also written to ``workdir/result.json``)."""
+    if not isinstance(assignment, Assignment):
+        assignment = Assignment.load(assignment)
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="deepgrade-grade-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    g = Grading(assignment, Path(notebook), workdir, student=student, seed=seed, sandbox=sandbox,
+                gradebook_root=gradebook_root, record_gradebook=record_gradebook, calibrating=calibrating)
+    stopped = False
+    for step in PIPELINE:
+        if stopped and step.name not in ("score", "gradebook", "feedback"):
+            continue
+        start = time.monotonic()
+        try:
+            step(g)
+        except StopGrading as stop:
+            g.status, g.message, stopped = "error", str(stop), True
+        except Exception as exc:  # a bug of ours must still leave a recorded outcome
+            g.status, stopped = "error", True
+            g.message = f"internal grading error in step '{step.name}': {type(exc).__name__}: {exc}"[:500]
+        g.timings[step.name] = time.monotonic() - start
+    result = g.to_dict()
+    (workdir / RESULT).write_text(json.dumps(result, indent=1))
+    return result

@@ -1,0 +1,124 @@
+"""The proof that an assignment grades what it claims (``deepgrade validate``).
+
+For one assignment: the reference solution earns full marks on every seed, the blank
+release earns zero without crashing, and every planted mistake loses exactly the checks
+it declares, no more and no fewer. Gradings run in parallel worker threads (each one is a
+sandbox plus a checker process, so threads only wait).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from autograders.assignment import Assignment, Mistake
+from autograders.runner import grade
+
+DEFAULT_SEEDS = (1, 2, 3, 4, 5)
+
+
+def apply_mistake(assignment: Assignment, mistake: Mistake, dest: Path) -> Path:
+    """Write the reference notebook with the mistake's text edits applied."""
+    nb = nbformat.read(assignment.source_notebook, as_version=4)
+    for edit in mistake.edits:
+        hits = [c for c in nb.cells if edit["find"] in c.source]
+        if len(hits) != 1:
+            raise ValueError(f"mistake '{mistake.id}': text to replace found in {len(hits)} cells, "
+                             f"expected exactly 1: {edit['find']!r}")
+        hits[0].source = hits[0].source.replace(edit["find"], edit["replace"])
+    nbformat.write(nb, dest)
+    return dest
+
+
+@dataclass
+class Job:
+    label: str
+    notebook: Path
+    seed: int
+    calibrating: bool = False
+    result: dict[str, Any] = field(default_factory=dict)
+    workdir: Path | None = None
+
+
+def run_jobs(assignment: Assignment, jobs: list[Job], workers: int,
+             on_done: Callable[[Job], None] | None = None) -> list[Job]:
+    """Grade every job, ``workers`` at a time; each gets its own work directory."""
+    base = Path(tempfile.mkdtemp(prefix=f"deepgrade-{assignment.name}-"))
+
+    def one(index_job: tuple[int, Job]) -> Job:
+        index, job = index_job
+        job.workdir = base / f"{index:02d}-{job.label.replace(' ', '_').replace('/', '_')}"
+        job.result = grade(job.notebook, assignment, workdir=job.workdir, seed=job.seed,
+                           calibrating=job.calibrating, student=job.label)
+        if on_done:
+            on_done(job)
+        return job
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return list(pool.map(one, enumerate(jobs)))
+
+
+def failed_checks(result: dict[str, Any]) -> set[str]:
+    return {c["id"] for c in result.get("checks", []) if not c["passed"]}
+
+
+@dataclass
+class Verdict:
+    label: str
+    ok: bool
+    score: float
+    max_score: float
+    detail: str
+
+
+def _judge(assignment: Assignment, job: Job) -> Verdict:
+    r = job.result
+    score, top = r.get("score", 0.0), r.get("max_score", 0.0)
+    failed = failed_checks(r)
+    if r.get("status") != "graded":
+        return Verdict(job.label, job.label == "blank" and score == 0, score, top, r.get("message", ""))
+    if job.label.startswith("reference"):
+        problems = list(r.get("problems", []))
+        sums = {}
+        for c in r.get("checks", []):
+            sums[c["grade_id"]] = sums.get(c["grade_id"], 0.0) + c["points"]
+        for gid, cell in r.get("grade_cells", {}).items():
+            if abs(sums.get(gid, 0.0) - cell["max_score"]) > 1e-9:
+                problems.append(f"grade cell '{gid}' is worth {cell['max_score']:g} but its checks add up to "
+                                f"{sums.get(gid, 0.0):g}")
+        ok = not failed and not problems and top > 0 and score == top
+        detail = "; ".join(problems) or (f"failed: {', '.join(sorted(failed))}" if failed else "full marks")
+        return Verdict(job.label, ok, score, top, detail)
+    if job.label == "blank":
+        return Verdict(job.label, score == 0, score, top, "zero" if score == 0 else "blank scored points")
+    mistake = next(m for m in assignment.mistakes if f"mistake {m.id}" == job.label)
+    expected = set(mistake.loses)
+    ok = failed == expected
+    detail = "lost exactly " + ", ".join(sorted(failed)) if ok else (
+        f"lost {sorted(failed)}; expected {sorted(expected)}")
+    return Verdict(job.label, ok, score, top, detail)
+
+
+def proof_jobs(assignment: Assignment, seeds: Iterable[int], workdir: Path) -> list[Job]:
+    jobs = [Job(f"reference seed {s}", assignment.source_notebook, s) for s in seeds]
+    jobs.append(Job("blank", assignment.release_notebook, 1))
+    for mistake in assignment.mistakes:
+        jobs.append(Job(f"mistake {mistake.id}", apply_mistake(assignment, mistake, workdir / f"{mistake.id}.ipynb"), 1))
+    return jobs
+
+
+def validate(assignment: Assignment, seeds: Iterable[int] = DEFAULT_SEEDS, workers: int = 2,
+             on_done: Callable[[Job], None] | None = None) -> list[Verdict]:
+    with tempfile.TemporaryDirectory(prefix="deepgrade-mistakes-") as tmp:
+        jobs = run_jobs(assignment, proof_jobs(assignment, seeds, Path(tmp)), workers, on_done)
+    verdicts = [_judge(assignment, job) for job in jobs]
+    if len(assignment.mistakes) < 3:
+        verdicts.append(Verdict("planted mistakes", False, 0, 0,
+                                f"{len(assignment.mistakes)} planted mistakes; every assignment needs at least 3"))
+    return verdicts
