@@ -54,8 +54,7 @@ class Submission:
         if status is None:
             return f"the autograder cell '{grade_id}' did not run"
         if status.get("error"):
-            where = f" in cell '{status['error_cell']}'" if status.get("error_cell") else ""
-            return f"the code before the autograder cell '{grade_id}' raised {status['error']}{where}"
+            return f"{status['error']} (raised in cell '{status.get('error_cell')}')"
         return f"the autograder cell '{grade_id}' ran but exported nothing"
 
     def manifest(self, grade_id: str) -> dict[str, Any]:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from rich.console import Console  # noqa: E402
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
-from rich.table import Table  # noqa: E402
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
-from autograders.assignment import Assignment, find_all  # noqa: E402
+from autograders.assignment import Assignment, find_all
 
 console = Console()
 
@@ -83,7 +83,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         total = len(seeds) + 1 + len(assignment.mistakes)
         with _progress() as progress:
             task = progress.add_task(f"validate {assignment.id}", total=total)
-            verdicts = validate(assignment, seeds, args.workers, on_done=lambda _job: progress.advance(task))
+            verdicts = validate(assignment, seeds, args.workers, on_done=lambda _job, t=task: progress.advance(t))
         table = Table(title=f"validate {assignment.id}")
         for column in ("run", "ok", "score", "detail"):
             table.add_column(column, overflow="fold")
@@ -102,7 +102,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     with _progress() as progress:
         task = progress.add_task(f"calibrate {assignment.id}", total=args.seeds + len(assignment.mistakes))
         try:
-            specs = calibrate(assignment, args.seeds, args.workers, on_done=lambda _job: progress.advance(task))
+            specs = calibrate(assignment, args.seeds, args.workers, on_done=lambda _job, t=task: progress.advance(t))
         except CalibrationError as exc:
             console.print(f"[red]calibration failed: {exc}[/]")
             return 1

@@ -52,24 +52,22 @@ class _Tracker:
         self.nb = nb
         self.workdir = workdir
         self.cells: dict[str, dict[str, Any]] = {}
-        self.first_error: tuple[str, str] | None = None
+        self.cause: tuple[str, str] | None = None  # first error since the previous autograder cell
 
     def on_cell_executed(self, cell: Any, cell_index: int, execute_reply: Any, **_: Any) -> None:
         if cell_index == 0:  # the preamble is ours, not the student's
             return
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        error = f"{errors[0].get('ename')}: {str(errors[0].get('evalue'))[:300]}" if errors else None
+        name = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or f"cell {cell_index}"
         gid = grade_id(cell)
         if gid:
-            entry = {"ran": True, "error": None, "error_cell": None}
-            if errors:
-                entry["error"] = f"{errors[0].get('ename')}: {str(errors[0].get('evalue'))[:300]}"
-                entry["error_cell"] = gid
-            elif self.first_error:
-                entry["error"], entry["error_cell"] = self.first_error
-            self.cells[gid] = entry
-        elif errors and self.first_error is None:
-            name = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or f"cell {cell_index}"
-            self.first_error = (f"{errors[0].get('ename')}: {str(errors[0].get('evalue'))[:300]}", name)
+            # Report the root cause: an earlier failing cell explains this cell's NameError.
+            cause = self.cause or ((error, gid) if error else (None, None))
+            self.cells[gid] = {"ran": True, "error": cause[0], "error_cell": cause[1]}
+            self.cause = None
+        elif error and self.cause is None:
+            self.cause = (error, name)
         _truncate_outputs(cell)
         self.save()
 

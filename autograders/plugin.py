@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from autograders.assignment import Assignment
 from autograders.artifacts import Submission
+from autograders.assignment import Assignment
 from autograders.checks.base import take_metrics
 from autograders.results import CheckFailure, CheckResult
 

@@ -184,9 +184,9 @@ class ExecuteInSandbox(Step):
         work.mkdir(parents=True, exist_ok=True)
         nbformat.write(g.notebook, work / SUBMISSION)
         limits = g.assignment.limits
-        readonly = [repo_root() / "autograders", repo_root() / "datasets", public_data_root()]
         public_data_root().mkdir(parents=True, exist_ok=True)
         _materialize_public(g.assignment)
+        readonly = [repo_root() / "autograders", repo_root() / "datasets", public_data_root()]
         run = sandbox.run(
             [sys.executable, "-m", "autograders.execute", str(work), "--seed", str(g.seed),
              "--cell-timeout", str(limits.cell_timeout)],
@@ -210,9 +210,10 @@ class ExecuteInSandbox(Step):
 
 
 def public_data_root() -> Path:
-    import os
+    """The public dataset splits, the only data a sandbox can see."""
+    from datasets import public_root
 
-    return Path(os.environ.get("DEEPGRADE_PUBLIC_DATA", repo_root() / ".deepgrade" / "data" / "public"))
+    return public_root()
 
 
 def _materialize_public(assignment: Assignment) -> None:

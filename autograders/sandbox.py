@@ -9,6 +9,7 @@ simply do not exist inside. ``ProcessSandbox`` isolates nothing and says so in e
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -65,10 +66,8 @@ class Sandbox(LoggingConfigurable):
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 class ProcessSandbox(Sandbox):

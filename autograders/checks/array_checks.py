@@ -57,11 +57,20 @@ def _to_array(value: Any, name: str) -> np.ndarray:
              hint="pass the array itself (a NumPy array, list of numbers or tensor)")
     try:
         array = np.asarray(value)
-    except (ValueError, TypeError):
-        fail(f"{name} cannot be turned into an array: its rows have different lengths", measured="ragged",
-             expected="rows of equal length",
-             hint="make every row the same length (pad the sequences, e.g. keras.utils.pad_sequences)")
+    except Exception as exc:
+        if "inhomogeneous" in str(exc) or "sequence" in str(exc):
+            fail(f"{name} cannot be turned into an array: its rows have different lengths", measured="ragged",
+                 expected="rows of equal length",
+                 hint="make every row the same length (pad the sequences, e.g. keras.utils.pad_sequences)")
+        kind = type(value).__name__
+        fail(f"{name} cannot be turned into an array (got {kind})", measured=kind, expected="an array",
+             hint="pass concrete values (a NumPy array, a list of numbers or an evaluated tensor), "
+                  "not a symbolic tensor or a model")
     return array
+
+
+def _py(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _require_numeric(array: np.ndarray, name: str) -> np.ndarray:
@@ -138,6 +147,8 @@ class ArrayCheck:
             want = np.broadcast_to(want, got.shape)
         if got.shape != want.shape:
             self.has_shape(want.shape)
+        if want.dtype.kind not in "biuf":  # text or objects: compare for equality
+            return self._equal_to(want, hide_expected)
         got_num = _require_numeric(got, self.name).astype(np.float64)
         want_num = want.astype(np.float64)
         close = np.isclose(got_num, want_num, rtol=rtol, atol=atol, equal_nan=True)
@@ -156,6 +167,18 @@ class ArrayCheck:
             message += f": there {self.name} is {got_num[first]:.6g}; expected {want_num[first]:.6g}"
         fail(message, measured={"differing": n_bad, "of": size, "max_abs_diff": max_diff, "first_index": list(first)},
              expected=f"all within rtol={rtol:g}, atol={atol:g}", hint=self._close_hint(got_num, want_num))
+
+    def _equal_to(self, want: np.ndarray, hide_expected: bool) -> ArrayCheck:
+        same = np.asarray(self.array == want, dtype=bool).reshape(want.shape)
+        if same.all():
+            return self
+        n_bad = int((~same).sum())
+        first = tuple(int(i) for i in np.argwhere(~same)[0])
+        message = f"{n_bad} of {same.size} elements of {self.name} differ from the expected values (first at index {first})"
+        if not hide_expected:
+            message += f": there {self.name} is {_py(self.array[first])!r}; expected {_py(want[first])!r}"
+        fail(message, measured={"differing": n_bad, "of": int(same.size), "first_index": list(first)},
+             expected="all equal", hint="recompute it following the exercise; check spelling and order")
 
     def _close_hint(self, got: np.ndarray, want: np.ndarray) -> str:
         if np.isnan(got).any() and not np.isnan(want).any():
@@ -283,8 +306,7 @@ class ValueCheck:
             hint = "answer with True or False"
         elif isinstance(expected, _NUMBER) and isinstance(value, str):
             hint = "give a number, not text"
-        fail(message, measured=None if hide_expected and not isinstance(value, _NUMBER) else value,
-             expected="hidden" if hide_expected else expected, hint=hint)
+        fail(message, measured=value, expected="hidden" if hide_expected else expected, hint=hint)
 
     def close_to(self, expected: float, rtol: float = 1e-5, atol: float = 1e-8, *,
                  hide_expected: bool = False) -> ValueCheck:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from autograders.checks.base import fail
 
 _MISSING = object()
@@ -320,6 +322,9 @@ class ModelCheck:
         return self._check_shapes("outputs", shapes)
 
     def _check_shapes(self, which: str, shapes: Sequence[Any]) -> ModelCheck:
+        if len(shapes) == 1 and isinstance(shapes[0], list) and shapes[0] and all(
+                isinstance(s, list | tuple) for s in shapes[0]):
+            shapes = tuple(shapes[0])  # has_input_shape([(None, 4), (None, 4)]) means two inputs
         tensors = self._tensors(which)
         actual = [_as_shape(t.shape) for t in tensors]
         expected = [_as_shape(s) for s in shapes]
@@ -335,22 +340,30 @@ class ModelCheck:
                 verb = "takes" if which == "inputs" else "outputs"
                 message = f"the model {verb} {_fmt_shape(a)}; expected {_fmt_shape(e)}"
             else:
-                name = getattr(tensors[i], "name", "?")
+                name = self._tensor_name(which, i, tensors[i])
                 message = f"the model's {word} {i + 1} '{name}' has shape {_fmt_shape(a)}; expected {_fmt_shape(e)}"
             fail(message,
-                 measured=_fmt_shape(a), expected=_fmt_shape(e), hint=self._shape_hint(which, a, e))
+                 measured=_fmt_shape(a), expected=_fmt_shape(e),
+                 hint=self._shape_hint(which, a, e, self._tensor_name(which, i, tensors[i])))
         return self
 
-    def _shape_hint(self, which: str, actual: tuple, expected: tuple) -> str:
+    def _tensor_name(self, which: str, index: int, tensor: Any) -> str:
+        """Inputs carry their Input name; an output is named after the layer that makes it."""
+        if which == "outputs":
+            history = getattr(tensor, "_keras_history", None)
+            operation = getattr(history, "operation", None)
+            if operation is not None:
+                return str(getattr(operation, "name", "?"))
+        return str(getattr(tensor, "name", "?"))
+
+    def _shape_hint(self, which: str, actual: tuple, expected: tuple, layer_name: str) -> str:
         if which == "inputs":
             per_example = _fmt_shape(expected[1:]) if expected and expected[0] is None else _fmt_shape(expected)
             return (f"declare the input as keras.Input(shape={per_example}); Keras adds the batch "
                     "axis (None) itself")
-        layers = self._layers()
-        if layers and len(actual) == len(expected) and actual[-1] != expected[-1] and expected[-1] is not None:
-            last = layers[-1]
-            return (f"the last layer '{last.name}' gives {actual[-1]} values per example; expected "
-                    f"{expected[-1]}: set its units to {expected[-1]}")
+        if len(actual) == len(expected) and actual[-1] != expected[-1] and expected[-1] is not None:
+            return (f"the output layer '{layer_name}' gives {_plural(actual[-1], 'value')} per example; "
+                    f"expected {expected[-1]}: set its units to {expected[-1]}")
         if len(actual) != len(expected):
             return "the output has the wrong number of axes: check for a missing Flatten or an extra Reshape"
         return "check the units of the last layer and any Flatten or Reshape before it"
@@ -359,8 +372,6 @@ class ModelCheck:
     def has_params(self, total: int | None = None, trainable: int | None = None,
                    non_trainable: int | None = None) -> ModelCheck:
         """Parameter counts as in ``model.summary()``; only the counts given are checked."""
-        import numpy as np
-
         model = self.keras_model
         try:
             counts = {
@@ -389,7 +400,7 @@ class ModelCheck:
                 hint = ("non-trainable parameters come from frozen layers and BatchNormalization's "
                         "moving statistics: check which layers are frozen")
             fail(f"the model has {counts[key]:,} {label}; expected {want:,}",
-                 measured={k: v for k, v in counts.items()},
+                 measured=dict(counts),
                  expected={k: v for k, v in wanted.items() if v is not None}, hint=hint)
         return self
 
@@ -427,10 +438,10 @@ class ModelCheck:
             elif actual is _MISSING:
                 message = f"{label} ({type(layer).__name__}) has no setting '{attr}'; expected {_fmt_value(attr, expected)}"
             elif attr == "units":
-                message = f"{label} has {actual} units; expected {expected}"
+                message = f"{label} has {_plural(actual, 'unit')}; expected {expected}"
             else:
                 message = f"{label} has {attr} {_fmt_value(attr, actual)}; expected {_fmt_value(attr, expected)}"
-            shown_actual = None if actual is _MISSING else (
+            shown_actual = "missing" if actual is _MISSING else (
                 _activation_name(actual) if attr == "activation" else _plain(actual))
             shown_expected = _activation_name(expected) if attr == "activation" else _plain(expected)
             fail(message, measured=shown_actual, expected=shown_expected,
@@ -557,6 +568,9 @@ class ModelCheck:
             if got[key] == want[key]:
                 continue
             subject = "the model is" if key == "" else f"output '{key}' is"
+            if got[key] is None:
+                fail(f"{subject} compiled without a loss; expected '{want[key]}'", measured="no loss",
+                     expected=want[key], hint=f"pass loss='{want[key]}' to model.compile(...)")
             fail(f"{subject} compiled with loss '{got[key]}'; expected '{want[key]}'", measured=got[key],
                  expected=want[key], hint=_loss_hint(got[key], want[key]))
 
@@ -764,7 +778,7 @@ class LayerCheck:
     def has_units(self, n: int) -> LayerCheck:
         got = self._config_value("units")
         if got != n:
-            self._fail_attr("units", got, n, f"{self.label} has {got} units; expected {n}")
+            self._fail_attr("units", got, n, f"{self.label} has {_plural(got, 'unit')}; expected {n}")
         return self
 
     def has_activation(self, activation: Any) -> LayerCheck:

@@ -91,5 +91,5 @@ def test_prediction_shapes(arrays):
 def test_twenty_minute_orbit(arrays, thresholds):
     """Inside the training window the predictions follow the true orbit y = t**2."""
     minutes = np.arange(-10, 11, dtype="float32")
-    predicted = check_array(arrays["twenty_min_orbit"], "twenty_min_orbit").has_shape((21, None)).value
+    predicted = check_array(arrays["twenty_min_orbit"], "twenty_min_orbit").has_shape((21, None)).array
     check_metric(predicted.reshape(-1), (minutes, minutes**2), "mse").below(thresholds["twenty_min_mse"])

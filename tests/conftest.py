@@ -1,0 +1,53 @@
+"""Shared fixtures: the first assignment, an isolated DEEPGRADE_HOME, and notebook surgery."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from autograders.assignment import Assignment
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+FIRST = "keras-intro/01-introducing-keras"
+
+
+@pytest.fixture(scope="session")
+def first_assignment() -> Assignment:
+    return Assignment.load(FIRST)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def deepgrade_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Gradebooks written by tests go to a temporary home, never into the checkout."""
+    home = tmp_path_factory.mktemp("deepgrade-home")
+    os.environ["DEEPGRADE_HOME"] = str(home)
+    return home
+
+
+def copy_assignment(assignment: Assignment, dest: Path, **config_changes) -> Assignment:
+    """A private copy of an assignment (same course/name layout) with config overrides."""
+    target = dest / assignment.course / assignment.name
+    shutil.copytree(assignment.path, target, ignore=shutil.ignore_patterns("__pycache__"))
+    config = yaml.safe_load((target / "assignment.yaml").read_text())
+    for key, value in config_changes.items():
+        config[key] = value
+    (target / "assignment.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return Assignment.load(target)
+
+
+def edited_notebook(assignment: Assignment, dest: Path, edit: Callable[[nbformat.NotebookNode], None]) -> Path:
+    """The reference notebook with ``edit`` applied to it, written to ``dest``."""
+    nb = nbformat.read(assignment.source_notebook, as_version=4)
+    edit(nb)
+    nbformat.write(nb, dest)
+    return dest
+
+
+def cell(nb: nbformat.NotebookNode, grade_id: str) -> nbformat.NotebookNode:
+    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
