@@ -11,10 +11,13 @@ import base64
 import html
 import io
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
 from autograders.assignment import Assignment
+
+_PLOT_LOCK = threading.Lock()
 
 
 def learning_curve_png(histories: dict[str, dict[str, list[float]]], curves: dict[str, Any]) -> bytes | None:
@@ -23,12 +26,15 @@ def learning_curve_png(histories: dict[str, dict[str, list[float]]], curves: dic
               for name, values in hist.items() if values]
     if not series:
         return None
-    import matplotlib
+    with _PLOT_LOCK:  # matplotlib's text layout is not thread-safe; validate grades in threads
+        return _plot(series, curves)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+def _plot(series: list[tuple[str, list[float]]], curves: dict[str, Any]) -> bytes:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 3.6), dpi=100)
+    ax = fig.add_subplot()
     for label, values in series:
         ax.plot(range(1, len(values) + 1), values, marker=".", label=f"you ({label})")
     for label, band in curves.items():
@@ -44,7 +50,6 @@ def learning_curve_png(histories: dict[str, dict[str, list[float]]], curves: dic
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    plt.close(fig)
     return buffer.getvalue()
 
 
