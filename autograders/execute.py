@@ -57,7 +57,12 @@ class _Tracker:
     def on_cell_executed(self, cell: Any, cell_index: int, execute_reply: Any, **_: Any) -> None:
         if cell_index == 0:  # the preamble is ours, not the student's
             return
+        reply = (execute_reply or {}).get("content", {})
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if reply.get("ename") == "CellTimeout":  # nbclient's reply after interrupting a slow cell
+            errors = [reply]
+            cell.setdefault("outputs", []).append(nbformat.v4.new_output(
+                "error", ename="CellTimeout", evalue=reply.get("evalue", ""), traceback=[]))
         error = f"{errors[0].get('ename')}: {str(errors[0].get('evalue'))[:300]}" if errors else None
         name = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or f"cell {cell_index}"
         gid = grade_id(cell)
