@@ -46,10 +46,9 @@ class Job:
     workdir: Path | None = None
 
 
-def run_jobs(assignment: Assignment, jobs: list[Job], workers: int,
+def run_jobs(assignment: Assignment, jobs: list[Job], workers: int, base: Path,
              on_done: Callable[[Job], None] | None = None) -> list[Job]:
-    """Grade every job, ``workers`` at a time; each gets its own work directory."""
-    base = Path(tempfile.mkdtemp(prefix=f"deepgrade-{assignment.name}-"))
+    """Grade every job, ``workers`` at a time; each gets its own work directory under ``base``."""
 
     def one(index_job: tuple[int, Job]) -> Job:
         index, job = index_job
@@ -115,8 +114,8 @@ def proof_jobs(assignment: Assignment, seeds: Iterable[int], workdir: Path) -> l
 
 def validate(assignment: Assignment, seeds: Iterable[int] = DEFAULT_SEEDS, workers: int = 2,
              on_done: Callable[[Job], None] | None = None) -> list[Verdict]:
-    with tempfile.TemporaryDirectory(prefix="deepgrade-mistakes-") as tmp:
-        jobs = run_jobs(assignment, proof_jobs(assignment, seeds, Path(tmp)), workers, on_done)
+    with tempfile.TemporaryDirectory(prefix=f"deepgrade-validate-{assignment.name}-") as tmp:
+        jobs = run_jobs(assignment, proof_jobs(assignment, seeds, Path(tmp)), workers, Path(tmp), on_done)
     verdicts = [_judge(assignment, job) for job in jobs]
     if len(assignment.mistakes) < 3:
         verdicts.append(Verdict("planted mistakes", False, 0, 0,

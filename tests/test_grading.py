@@ -82,7 +82,7 @@ def bad_results(first_assignment: Assignment, tmp_path_factory: pytest.TempPathF
     quick = copy_assignment(first_assignment, tmp / "assignments",
                             limits={"time": 240, "cell_timeout": 20, "check_time": 240})
     jobs = [Job(name, edited_notebook(quick, tmp / f"{name}.ipynb", edit), 1) for name, edit in BAD_INPUTS.items()]
-    return {job.label: job.result for job in run_jobs(quick, jobs, workers=2)}
+    return {job.label: job.result for job in run_jobs(quick, jobs, workers=2, base=tmp / 'runs')}
 
 
 def test_malformed_json_is_recorded_not_crashed(first_assignment: Assignment, tmp_path: Path) -> None:
