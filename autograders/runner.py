@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -237,7 +238,7 @@ class RunChecks(Step):
                 "--deepgrade-seed", str(g.seed)]
         if g.calibrating:
             argv.append("--deepgrade-calibrate")
-        env = {**_clean_env(), "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": str(g.seed)}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": str(g.seed)}
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=g.assignment.limits.check_time,
                                   env=env, cwd=g.workdir)
@@ -252,12 +253,6 @@ class RunChecks(Step):
         if g.problems:  # an instructor's bug: say so rather than hand out a wrong score
             raise StopGrading("the assignment's autograder is broken, so this submission was not scored; "
                               "your instructor has been told: " + "; ".join(g.problems)[:500])
-
-
-def _clean_env() -> dict[str, str]:
-    import os
-
-    return {k: v for k, v in os.environ.items() if not k.startswith("DEEPGRADE_EXPORT")}
 
 
 class Score(Step):
