@@ -167,16 +167,17 @@ class HistoryCheck:
         return self
 
     def best_below(self, bound: float) -> HistoryCheck:
-        finite = np.isfinite(self.values)
-        index = int(np.nanargmin(np.where(finite, self.values, np.nan))) if finite.any() else 0
-        compare(float(self.values[index]), bound, "below", f"the best {self.metric} (epoch {index + 1})",
-                "even the best epoch is not good enough: train longer, tune the learning rate, check the inputs")
-        return self
+        return self._best(bound, "below")
 
     def best_above(self, bound: float) -> HistoryCheck:
+        return self._best(bound, "above")
+
+    def _best(self, bound: float, direction: str) -> HistoryCheck:
+        """The best finite epoch (lowest for ``below``, highest for ``above``) against ``bound``."""
         finite = np.isfinite(self.values)
-        index = int(np.nanargmax(np.where(finite, self.values, np.nan))) if finite.any() else 0
-        compare(float(self.values[index]), bound, "above", f"the best {self.metric} (epoch {index + 1})",
+        pick = np.nanargmin if direction == "below" else np.nanargmax
+        index = int(pick(np.where(finite, self.values, np.nan))) if finite.any() else 0
+        compare(float(self.values[index]), bound, direction, f"the best {self.metric} (epoch {index + 1})",
                 "even the best epoch is not good enough: train longer, tune the learning rate, check the inputs")
         return self
 
