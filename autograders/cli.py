@@ -118,14 +118,64 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_autograde(args: argparse.Namespace) -> int:
+    """Grade the collected submissions in the course folder and lay feedback out for nbgrader."""
+    import shutil
+
+    from autograders.gradebook import course_root
+    from autograders.runner import grade
+    from autograders.sandbox import default_sandbox
+
+    assignment = Assignment.load(args.assignment)
+    root = course_root(assignment.course)
+    notebooks = sorted(root.glob(f"submitted/{args.student or '*'}/{assignment.name}/{assignment.notebook_name}.ipynb"))
+    if not notebooks:
+        console.print(f"[yellow]no collected submissions of {assignment.id} in {root / 'submitted'}[/]")
+        return 1
+    failed = 0
+    for notebook in notebooks:
+        student = notebook.parent.parent.name
+        work = root / "autograded" / student / assignment.name
+        with console.status(f"grading {student}"):
+            result = grade(notebook, assignment, workdir=work, student=student,
+                           sandbox=default_sandbox(args.sandbox), record_gradebook=True)
+        feedback = root / "feedback" / student / assignment.name
+        feedback.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(work / "feedback.html", feedback / f"{assignment.notebook_name}.html")
+        if (notebook.parent / "timestamp.txt").exists():
+            shutil.copy2(notebook.parent / "timestamp.txt", feedback / "timestamp.txt")
+        console.print(f"{student}: {result['score']:g} / {result['max_score']:g} ({result['status']})")
+        failed += result["status"] != "graded"
+    return 1 if failed else 0
+
+
 def cmd_hub(args: argparse.Namespace) -> int:
-    console.print(
-        "deepgrade hub (coming with the hub issue) will:\n"
-        "  1. install configurable-http-proxy from npm into ./node_modules\n"
-        "  2. start JupyterHub on http://127.0.0.1:8000 with the local spawner, SQLite and the in-process queue\n"
-        "  3. release the course's assignments and mount the datasets read-only\n"
-        "  4. print how to sign in as the first instructor\n"
-        "Today you can already grade: deepgrade grade <notebook> --assignment keras-intro/01-introducing-keras")
+    from hub.launcher import run_hub
+
+    return run_hub()
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from hub.launcher import add_user, import_users
+    from hub.policy import HubSettings
+    from hub.store import CourseStore
+
+    settings = HubSettings()
+    if args.action == "add":
+        add_user(settings, args.username, args.role, args.course, args.password)
+        console.print(f"{args.username}: {args.role} in {', '.join(args.course or settings.courses)}"
+                      + ("" if args.password else " (signs up at /hub/signup and is approved on the roster)"))
+    elif args.action == "import":
+        added = import_users(settings, Path(args.csv))
+        console.print(f"imported {len(added)} people from {args.csv}")
+    elif args.action == "remove":
+        console.print(f"removed {CourseStore().remove_member(args.username)} course memberships")
+    table = Table(title="roster")
+    for column in ("user", "course", "role"):
+        table.add_column(column)
+    for member in CourseStore().roster():
+        table.add_row(member.username, member.course, member.role)
+    console.print(table)
     return 0
 
 
@@ -162,8 +212,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.set_defaults(func=cmd_calibrate)
 
-    p = sub.add_parser("hub", help="start the course hub (embedded defaults)")
+    p = sub.add_parser("autograde", help="grade the collected submissions of an assignment (hub course folder)")
+    p.add_argument("assignment")
+    p.add_argument("--student", help="only this student (default: everyone collected)")
+    p.add_argument("--sandbox", choices=["auto", "bubblewrap", "process"], default=None)
+    p.set_defaults(func=cmd_autograde)
+
+    p = sub.add_parser("hub", help="start the course hub on its embedded defaults (Ctrl-C stops it)")
     p.set_defaults(func=cmd_hub)
+
+    p = sub.add_parser("users", help="the course roster: who is an instructor or a student")
+    users = p.add_subparsers(dest="action", required=True)
+    q = users.add_parser("add", help="add or update a person")
+    q.add_argument("username")
+    q.add_argument("--role", choices=["instructor", "student"], default="student")
+    q.add_argument("--course", action="append", help="course id (repeatable; default every course)")
+    q.add_argument("--password", help="set a password now (otherwise they sign up at /hub/signup)")
+    q = users.add_parser("import", help="import a CSV: username,role[,course][,password]")
+    q.add_argument("csv")
+    q = users.add_parser("remove", help="remove a person from every course")
+    q.add_argument("username")
+    users.add_parser("list", help="show the roster")
+    p.set_defaults(func=cmd_users)
     return parser
 
 

@@ -29,15 +29,22 @@ import os as _os
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import random as _random, numpy as _np
 _random.seed({seed}); _np.random.seed({seed})
-try:
-    import keras as _keras
-    _keras.utils.set_random_seed({seed})
-    import tensorflow as _tf
-    _tf.config.experimental.enable_op_determinism()
-except ImportError:
-    pass
 del _os, _random, _np
 """
+# Only notebooks that use Keras pay for importing TensorFlow (several seconds cold).
+KERAS_PREAMBLE = """\
+import keras as _keras, tensorflow as _tf
+_keras.utils.set_random_seed({seed})
+_tf.config.experimental.enable_op_determinism()
+del _keras, _tf
+"""
+
+
+def preamble(nb: Any, seed: int) -> str:
+    """Seeds every generator the notebook can reach before the student's first cell runs."""
+    uses_keras = any(word in cell.get("source", "") for cell in nb.cells
+                     for word in ("keras", "tensorflow"))
+    return PREAMBLE.format(seed=seed) + (KERAS_PREAMBLE.format(seed=seed) if uses_keras else "")
 
 
 def grade_id(cell: Any) -> str | None:
@@ -96,7 +103,7 @@ def execute(workdir: Path, seed: int, cell_timeout: int) -> None:
     from nbclient import NotebookClient
 
     nb = nbformat.read(workdir / SUBMISSION, as_version=4)
-    nb.cells.insert(0, nbformat.v4.new_code_cell(PREAMBLE.format(seed=seed)))
+    nb.cells.insert(0, nbformat.v4.new_code_cell(preamble(nb, seed)))
     tracker = _Tracker(nb, workdir)
     os.environ[EXPORT_DIR_ENV] = str(workdir / "artifacts")
     os.environ.setdefault("MPLBACKEND", "Agg")

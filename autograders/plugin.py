@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from autograders.artifacts import Submission
@@ -38,11 +41,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "grades(grade_id, points, public=False): the grade cell a check scores")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     seed = config.getoption("--deepgrade-seed")
-    import keras
-    import tensorflow as tf
+    random.seed(seed)
+    np.random.seed(seed)
 
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Seeds Keras only for assignments that use it, so numpy-only checks skip the TF import."""
+    artifacts = session.config.getoption("--deepgrade-artifacts")
+    has_models = bool(artifacts) and any(Path(artifacts).rglob("*.keras"))
+    if "keras" in sys.modules or has_models:
+        import keras
+        import tensorflow as tf
+
+        keras.utils.set_random_seed(session.config.getoption("--deepgrade-seed"))
+        tf.config.experimental.enable_op_determinism()
 
 
 def _option(request: pytest.FixtureRequest, name: str) -> Any:

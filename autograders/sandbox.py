@@ -87,6 +87,8 @@ class BubblewrapSandbox(Sandbox):
     executable = Unicode("bwrap").tag(config=True)
     system_paths = List(Unicode(), ["/usr", "/etc", "/opt"],
                         help="Read-only system paths every sandbox sees.").tag(config=True)
+    network = Bool(False, help="Keep the host network (student servers must reach the hub); "
+                               "grading sandboxes never do.").tag(config=True)
 
     @classmethod
     def available(cls) -> bool:
@@ -97,8 +99,10 @@ class BubblewrapSandbox(Sandbox):
         return probe.returncode == 0
 
     def wrap(self, argv, *, workdir, readonly, env):
-        args = [self.executable, "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid",
+        args = [self.executable, "--die-with-parent", "--new-session", "--unshare-pid",
                 "--unshare-ipc", "--unshare-uts", "--hostname", "sandbox", "--cap-drop", "ALL"]
+        if not self.network:
+            args.append("--unshare-net")
         for path in self.system_paths:
             if Path(path).exists():
                 args += ["--ro-bind", path, path]

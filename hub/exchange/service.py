@@ -1,0 +1,221 @@
+"""The exchange as a hub-managed service, in place of nbgrader's world-writable folder.
+
+Every request is authenticated by JupyterHub (the caller's token), and the caller's
+identity, never a field in the request, decides what it may do:
+
+- a student lists and fetches releases of their courses, submits as themself only,
+  and reads only their own submissions and feedback;
+- an instructor of the course, or the course's formgrader service, releases, collects
+  and returns feedback.
+
+The server's clock dates each submission, and each submission is a new row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+from jupyterhub.services.auth import HubAuth, HubAuthenticated
+from jupyterhub.utils import url_path_join
+from tornado import web
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import IOLoop
+
+from hub.store import CourseStore, SubmissionInfo, notebooks_in
+
+log = logging.getLogger("deepgrade.exchange")
+NAME = r"([A-Za-z0-9][A-Za-z0-9._-]{0,127})"
+
+
+def submission_model(s: SubmissionInfo) -> dict[str, Any]:
+    return {"id": s.id, "course_id": s.course, "assignment_id": s.assignment, "student_id": s.student,
+            "timestamp": s.submitted_at.isoformat(), "feedback": list(s.feedback)}
+
+
+class ExchangeHandler(HubAuthenticated, web.RequestHandler):
+    """Base: resolves the caller and their role in the course."""
+
+    def initialize(self, store: CourseStore, hub_auth: HubAuth) -> None:
+        self.store = store
+        self.hub_auth = hub_auth
+
+    def check_xsrf_cookie(self) -> None:  # token-authenticated API, no cookies involved
+        pass
+
+    @property
+    def caller(self) -> dict[str, Any]:
+        user = self.get_current_user()
+        if not user:
+            raise web.HTTPError(403, "a JupyterHub token is required")
+        return user
+
+    def role(self, course: str) -> str | None:
+        """'instructor', 'student' or None for the caller in ``course``."""
+        caller = self.caller
+        if caller.get("kind") == "service":
+            # a course's formgrader service is named after the course
+            return "instructor" if caller["name"] == course else None
+        return self.store.memberships(caller["name"]).get(course)
+
+    def require(self, course: str, *roles: str) -> str:
+        role = self.role(course)
+        if role not in roles:
+            raise web.HTTPError(403, f"{self.caller['name']} may not do this in course {course}")
+        return role
+
+    def send_json(self, value: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(value))
+
+    def send_archive(self, data: bytes, name: str) -> None:
+        self.set_header("Content-Type", "application/gzip")
+        self.set_header("Content-Disposition", f'attachment; filename="{name}.tar.gz"')
+        self.finish(data)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None))[1]
+        message = exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else self._reason
+        self.finish(json.dumps({"status": status_code, "message": message}))
+
+
+class CoursesHandler(ExchangeHandler):
+    @web.authenticated
+    def get(self) -> None:
+        caller = self.caller
+        if caller.get("kind") == "service":
+            self.send_json({caller["name"]: "instructor"})
+        else:
+            self.send_json(self.store.memberships(caller["name"]))
+
+
+class AssignmentsHandler(ExchangeHandler):
+    @web.authenticated
+    def get(self, course: str) -> None:
+        self.require(course, "student", "instructor")
+        self.send_json([{"course_id": course, "assignment_id": r.assignment,
+                         "released_at": r.released_at.isoformat(), "notebooks": notebooks_in(r.archive)}
+                        for r in self.store.releases(course)])
+
+
+class AssignmentHandler(ExchangeHandler):
+    @web.authenticated
+    def get(self, course: str, assignment: str) -> None:
+        self.require(course, "student", "instructor")
+        release = self.store.released(course, assignment)
+        if release is None:
+            raise web.HTTPError(404, f"{assignment} is not released in {course}")
+        self.send_archive(release.archive, assignment)
+
+    @web.authenticated
+    def put(self, course: str, assignment: str) -> None:
+        self.require(course, "instructor")
+        try:
+            when = self.store.release(course, assignment, self.request.body)
+        except ValueError as exc:
+            raise web.HTTPError(400, str(exc)) from None
+        log.info("%s released %s/%s", self.caller["name"], course, assignment)
+        self.send_json({"course_id": course, "assignment_id": assignment, "released_at": when.isoformat()})
+
+    @web.authenticated
+    def delete(self, course: str, assignment: str) -> None:
+        self.require(course, "instructor")
+        if not self.store.unrelease(course, assignment):
+            raise web.HTTPError(404, f"{assignment} is not released in {course}")
+        self.send_json({"removed": assignment})
+
+
+class SubmissionsHandler(ExchangeHandler):
+    @web.authenticated
+    def get(self, course: str) -> None:
+        role = self.require(course, "student", "instructor")
+        student = self.get_argument("student", None)
+        if role == "student":
+            if student not in (None, self.caller["name"]):
+                raise web.HTTPError(403, "students may only list their own submissions")
+            student = self.caller["name"]
+        found = self.store.submissions(course, self.get_argument("assignment", None), student)
+        self.send_json([submission_model(s) for s in found])
+
+    @web.authenticated
+    def post(self, course: str) -> None:
+        self.require(course, "student", "instructor")
+        me = self.caller["name"]
+        if self.caller.get("kind") == "service":
+            raise web.HTTPError(403, "services do not submit")
+        if self.get_argument("student", me) != me:
+            raise web.HTTPError(403, f"{me} may only submit as {me}")
+        assignment = self.get_argument("assignment")
+        if self.store.released(course, assignment) is None:
+            raise web.HTTPError(404, f"{assignment} is not released in {course}")
+        try:
+            info = self.store.submit(course, assignment, me, self.request.body)
+        except ValueError as exc:
+            raise web.HTTPError(400, str(exc)) from None
+        log.info("%s submitted %s/%s as #%d", me, course, assignment, info.id)
+        self.send_json(submission_model(info), status=201)
+
+
+class SubmissionHandler(ExchangeHandler):
+    def owned(self, course: str, submission_id: str):
+        role = self.require(course, "student", "instructor")
+        row = self.store.submission(int(submission_id))
+        if row is None or row.course != course or (role == "student" and row.student != self.caller["name"]):
+            raise web.HTTPError(404, f"no submission {submission_id} of yours in {course}")
+        return row
+
+    @web.authenticated
+    def get(self, course: str, submission_id: str) -> None:
+        row = self.owned(course, submission_id)
+        self.send_archive(row.archive, f"{row.assignment}-{row.id}")
+
+
+class FeedbackHandler(SubmissionHandler):
+    @web.authenticated
+    def get(self, course: str, submission_id: str, notebook: str) -> None:
+        row = self.owned(course, submission_id)
+        html = self.store.feedback(row.id, notebook)
+        if html is None:
+            raise web.HTTPError(404, f"no feedback for {notebook} yet")
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(html)
+
+    @web.authenticated
+    def put(self, course: str, submission_id: str, notebook: str) -> None:
+        self.require(course, "instructor")
+        row = self.owned(course, submission_id)
+        self.store.add_feedback(row.id, notebook, self.request.body)
+        self.send_json({"submission": row.id, "notebook": notebook})
+
+
+def make_app(store: CourseStore | None = None, prefix: str | None = None) -> web.Application:
+    prefix = prefix or os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/exchange/")
+    settings = {"store": store or CourseStore(), "hub_auth": HubAuth(cache_max_age=30)}
+    api = url_path_join(prefix, "api")
+    routes = [
+        (r"/courses", CoursesHandler),
+        (rf"/courses/{NAME}/assignments", AssignmentsHandler),
+        (rf"/courses/{NAME}/assignments/{NAME}", AssignmentHandler),
+        (rf"/courses/{NAME}/submissions", SubmissionsHandler),
+        (rf"/courses/{NAME}/submissions/(\d+)", SubmissionHandler),
+        (rf"/courses/{NAME}/submissions/(\d+)/feedback/{NAME}", FeedbackHandler),
+    ]
+    return web.Application([(api + path, handler, settings) for path, handler in routes])
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="[exchange %(asctime)s] %(message)s")
+    url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101")
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    HTTPServer(make_app()).listen(parsed.port or 80, parsed.hostname or "127.0.0.1")
+    log.info("exchange listening on %s", url)
+    IOLoop.current().start()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""The course policy every deployment mode shares: settings, groups, roles, services, limits.
+
+``jupyterhub_config.py`` calls :func:`apply_course_policy` and then one mode module
+(``hub.local`` now; Docker and Kubernetes modes reuse this policy unchanged).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autograders.assignment import find_all, repo_root
+from hub.store import data_root
+
+CONFIG_DIR = Path(__file__).parent / "config"
+EXCHANGE = "exchange"
+
+
+def _port(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+@dataclass
+class HubSettings:
+    """Everything a mode needs to know, read from the environment in one place."""
+
+    mode: str = field(default_factory=lambda: os.environ.get("DEEPGRADE_HUB_MODE", "local"))
+    ip: str = field(default_factory=lambda: os.environ.get("DEEPGRADE_HUB_IP", "127.0.0.1"))
+    port: int = field(default_factory=lambda: _port("DEEPGRADE_HUB_PORT", 8000))
+    hub_api_port: int = field(default_factory=lambda: _port("DEEPGRADE_HUB_API_PORT", 8081))
+    proxy_api_port: int = field(default_factory=lambda: _port("DEEPGRADE_PROXY_API_PORT", 8001))
+    service_port: int = field(default_factory=lambda: _port("DEEPGRADE_SERVICE_PORT", 10100))
+    signup: str = field(default_factory=lambda: os.environ.get("DEEPGRADE_SIGNUP", "approval"))
+    data: Path = field(default_factory=data_root)
+
+    @property
+    def state(self) -> Path:
+        return self.data / "hub"
+
+    @property
+    def hub_db_url(self) -> str:
+        return os.environ.get("DEEPGRADE_HUB_DB_URL") or f"sqlite:///{self.state / 'jupyterhub.sqlite'}"
+
+    @property
+    def courses(self) -> list[str]:
+        return sorted({a.course for a in find_all()})
+
+    def course_root(self, course: str) -> Path:
+        return self.data / "courses" / course
+
+    def service_url(self, index: int) -> str:
+        return f"http://127.0.0.1:{self.service_port + index}"
+
+    @property
+    def exchange_url(self) -> str:
+        """Where servers reach the exchange service directly (not through the public proxy)."""
+        return os.environ.get("DEEPGRADE_EXCHANGE_URL") or f"{self.service_url(0)}/services/{EXCHANGE}/"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.ip}:{self.port}/"
+
+
+def apply_course_policy(c: Any, settings: HubSettings) -> None:
+    courses = settings.courses
+    exchange_access = f"access:services!service={EXCHANGE}"
+
+    # Sign-in and the roster
+    c.JupyterHub.authenticator_class = "hub.auth.RosterAuthenticator"
+    c.RosterAuthenticator.courses = courses
+    c.Authenticator.allow_all = True  # NativeAuthenticator approves; unapproved users cannot sign in
+    c.NativeAuthenticator.enable_signup = settings.signup != "closed"
+    c.NativeAuthenticator.open_signup = False
+    c.NativeAuthenticator.minimum_password_length = 8
+    c.NativeAuthenticator.allowed_failed_logins = 10
+    c.NativeAuthenticator.seconds_before_next_try = 60
+
+    # Roles: students get their own server and the exchange; instructors get their
+    # course's formgrader and the approval page. Services get only what they call.
+    roles = [
+        {"name": "user", "scopes": ["self", exchange_access]},
+        {"name": "server", "scopes": ["users:activity!user", "access:servers!server", exchange_access]},
+        {"name": "deepgrade-exchange", "services": [EXCHANGE], "scopes": []},
+    ]
+    services = [{
+        "name": EXCHANGE, "url": settings.service_url(0), "display": False,
+        "command": [sys.executable, "-m", "hub.exchange.service"],
+        "environment": _passthrough("DEEPGRADE_HOME", "DEEPGRADE_DB_URL", "DEEPGRADE_ASSIGNMENTS"),
+    }]
+    for index, course in enumerate(courses, start=1):
+        roles.append({"name": f"instructor-{course}", "groups": [f"formgrade-{course}"],
+                      "scopes": [f"access:services!service={course}", "admin:users", "list:users",
+                                 "read:users", "read:groups"]})
+        roles.append({"name": f"student-{course}", "groups": [f"nbgrader-{course}"], "scopes": []})
+        roles.append({"name": f"formgrader-{course}", "services": [course], "scopes": [exchange_access]})
+        services.append(formgrader_service(settings, course, index))
+    c.JupyterHub.load_roles = roles
+    c.JupyterHub.services = services
+
+    # Limits that every spawner honours where it can
+    c.Spawner.default_url = "/lab"
+    c.Spawner.mem_limit = os.environ.get("DEEPGRADE_SERVER_MEMORY", "4G")
+    c.Spawner.cpu_limit = float(os.environ.get("DEEPGRADE_SERVER_CPUS", "2"))
+    c.Spawner.start_timeout = 120
+    c.Spawner.http_timeout = 90
+    c.JupyterHub.concurrent_spawn_limit = 20
+
+
+def formgrader_service(settings: HubSettings, course: str, index: int) -> dict[str, Any]:
+    """nbgrader's formgrader for one course, as a hub-managed service named after the course."""
+    root = settings.course_root(course)
+    command = [shutil.which("jupyterhub-singleuser") or "jupyterhub-singleuser",
+               f"--ServerApp.root_dir={root}"]
+    if os.geteuid() == 0:
+        command.append("--allow-root")
+    env = _passthrough("DEEPGRADE_HOME", "DEEPGRADE_DB_URL", "DEEPGRADE_ASSIGNMENTS", "PATH")
+    env.update({"JUPYTER_CONFIG_PATH": os.pathsep.join([str(CONFIG_DIR / "formgrader"),
+                                                         str(CONFIG_DIR / "common")]),
+                "JUPYTERHUB_DEFAULT_URL": "/formgrader", "TF_CPP_MIN_LOG_LEVEL": "3",
+                "DEEPGRADE_EXCHANGE_URL": settings.exchange_url})
+    return {"name": course, "url": settings.service_url(index), "command": command, "cwd": str(root),
+            "environment": env, "oauth_no_confirm": True, "display": True}
+
+
+def prepare_courses(settings: HubSettings) -> None:
+    """Lay out each course directory the way nbgrader expects (source/, release/, config)."""
+    for assignment in find_all():
+        root = settings.course_root(assignment.course)
+        for kind, notebook in (("source", assignment.source_notebook), ("release", assignment.release_notebook)):
+            dest = root / kind / assignment.name
+            dest.mkdir(parents=True, exist_ok=True)
+            if notebook.exists():
+                shutil.copy2(notebook, dest / notebook.name)
+    for course in settings.courses:
+        root = settings.course_root(course)
+        (root / "nbgrader_config.py").write_text(
+            "c = get_config()  # noqa: F821 -- written by deepgrade\n"
+            f"c.CourseDirectory.course_id = {course!r}\n"
+            f"c.CourseDirectory.root = {str(root)!r}\n")
+
+
+def _passthrough(*names: str) -> dict[str, str]:
+    env = {name: os.environ[name] for name in names if name in os.environ}
+    env.setdefault("DEEPGRADE_HOME", str(data_root()))
+    env.setdefault("PYTHONPATH", str(repo_root()))
+    return env

@@ -1,0 +1,21 @@
+"""JupyterHub configuration for deepgrade.
+
+One file for every deployment: the course policy (sign-in, groups, roles, services,
+limits) is shared, and ``DEEPGRADE_HUB_MODE`` picks how servers are started:
+
+- ``local`` (default, what ``make hub`` runs): local processes, SQLite, configurable-http-proxy;
+- ``docker`` and ``kubernetes`` follow in their own modules.
+"""
+
+from hub.policy import HubSettings, apply_course_policy
+
+c = get_config()  # noqa: F821
+settings = HubSettings()
+apply_course_policy(c, settings)
+
+if settings.mode == "local":
+    from hub import local
+
+    local.configure(c, settings)
+else:
+    raise SystemExit(f"DEEPGRADE_HUB_MODE={settings.mode!r} is not available yet: use 'local'")

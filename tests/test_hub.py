@@ -1,0 +1,194 @@
+"""The hub, for real: JupyterHub, configurable-http-proxy, student servers, the formgrader
+service, the exchange service, kernels running TensorFlow, and a browser.
+
+One hub is started for the module. The tests run in file order: the course flow first,
+then the security refusals, the browser, and a restart that must lose nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import requests
+
+from autograders.assignment import Assignment
+from tests.hubtools import PASSWORD, Hub, Session
+
+COURSE = "keras-intro"
+ASSIGNMENT = "01-introducing-keras"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+FORMGRADER = f"/services/{COURSE}/formgrader"
+EXCHANGE = "/services/exchange/api"
+
+TINY_FIT = """
+import numpy as np, tensorflow as tf, keras
+x = np.linspace(-1, 1, 64).reshape(-1, 1).astype("float32")
+model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(1)])
+model.compile(optimizer="adam", loss="mse")
+history = model.fit(x, 2 * x, epochs=3, verbose=0)
+print("fitted", tf.__version__, len(history.history["loss"]))
+"""
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory):
+    hub = Hub.create(tmp_path_factory.mktemp("hub"))
+    hub.cli("users", "add", "ines", "--role", "instructor", "--password", PASSWORD)
+    for student in ("alice", "bob"):
+        hub.cli("users", "add", student, "--role", "student", "--course", COURSE, "--password", PASSWORD)
+    hub.start()
+    yield hub
+    if hub.process and hub.process.poll() is None:
+        hub.stop()
+
+
+@pytest.fixture(scope="module")
+def people(hub: Hub) -> dict[str, Session]:
+    return {name: Session(hub, name, hub.token(name)) for name in ("ines", "alice", "bob")}
+
+
+def _ok(response: requests.Response) -> dict:
+    assert response.status_code == 200, f"{response.status_code}: {response.text[:500]}"
+    body = response.json()
+    assert body.get("success", True), body.get("error") or body.get("value") or body
+    return body
+
+
+def _action(student: Session, action: str) -> dict:
+    return _ok(student.post(f"/user/{student.username}/assignments/{action}",
+                            data={"course_id": COURSE, "assignment_id": ASSIGNMENT}))
+
+
+@pytest.fixture(scope="module")
+def course_flow(hub: Hub, people: dict[str, Session]) -> dict:
+    """Release, fetch, solve, submit, collect, grade with deepgrade, return feedback."""
+    ines, alice = people["ines"], people["alice"]
+    seen: dict = {}
+
+    alice.start_server()
+    seen["tiny_fit"] = alice.run_code(TINY_FIT)
+
+    seen["release"] = _ok(ines.post(f"{FORMGRADER}/api/assignment/{ASSIGNMENT}/release"))
+
+    listing = _ok(alice.get("/user/alice/assignments", params={"course_id": COURSE}))["value"]
+    seen["listed"] = [(a["assignment_id"], a["status"]) for a in listing]
+    _action(alice, "fetch")
+
+    # alice solves it with the reference solution, through the contents API
+    reference = json.loads(Assignment.load(f"{COURSE}/{ASSIGNMENT}").source_notebook.read_text())
+    path = f"/user/alice/api/contents/{COURSE}/{ASSIGNMENT}/introducing-keras.ipynb"
+    seen["fetched"] = alice.get(path).status_code
+    saved = alice.request("PUT", path, json={"type": "notebook", "format": "json", "content": reference})
+    assert saved.status_code == 200, saved.text
+    _action(alice, "submit")
+
+    seen["collect"] = _ok(ines.post(f"{FORMGRADER}/api/assignment/{ASSIGNMENT}/collect"))
+    seen["autograde"] = hub.cli("autograde", f"{COURSE}/{ASSIGNMENT}", check=False)
+    seen["release_feedback"] = _ok(ines.post(f"{FORMGRADER}/api/assignment/{ASSIGNMENT}/release_feedback"))
+    after = _action(alice, "fetch_feedback")["value"]
+    seen["submitted"] = [s for a in after if a["status"] == "submitted" for s in a["submissions"]]
+    return seen
+
+
+def test_student_server_runs_tensorflow(course_flow: dict) -> None:
+    assert "fitted 2.21.0 3" in course_flow["tiny_fit"], course_flow["tiny_fit"]
+
+
+def test_instructor_releases_and_student_fetches(course_flow: dict) -> None:
+    assert (ASSIGNMENT, "released") in course_flow["listed"]
+    assert course_flow["fetched"] == 200
+
+
+def test_collected_and_graded_with_deepgrade(course_flow: dict, hub: Hub) -> None:
+    graded = course_flow["autograde"]
+    assert graded.returncode == 0, graded.stdout + graded.stderr
+    assert "alice: 15 / 15 (graded)" in graded.stdout
+    timestamp = hub.data / "courses" / COURSE / "submitted" / "alice" / ASSIGNMENT / "timestamp.txt"
+    assert timestamp.read_text().endswith("UTC")
+
+
+def test_student_fetches_feedback_with_full_score(course_flow: dict, people: dict[str, Session]) -> None:
+    [submission] = course_flow["submitted"]
+    assert submission["has_local_feedback"], submission
+    feedback = Path(submission["local_feedback_path"]) / "introducing-keras.html"
+    rel = feedback.relative_to(feedback.parents[4])  # path inside alice's home
+    page = people["alice"].get(f"/user/alice/files/{rel}")
+    assert page.status_code == 200
+    assert f"{COURSE}/{ASSIGNMENT}: 15 / 15" in page.text
+
+
+def test_every_submission_is_kept_with_server_time(course_flow: dict, people: dict[str, Session]) -> None:
+    alice = people["alice"]
+    _action(alice, "submit")
+    mine = alice.get(f"{EXCHANGE}/courses/{COURSE}/submissions").json()
+    assert len(mine) == 2 and mine[0]["id"] != mine[1]["id"]
+    assert mine[0]["timestamp"] < mine[1]["timestamp"]
+    assert {s["student_id"] for s in mine} == {"alice"}
+
+
+# -- security: each of these must be refused ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def bob_submitted(course_flow: dict, people: dict[str, Session]) -> dict:
+    bob = people["bob"]
+    bob.start_server()
+    _action(bob, "fetch")
+    _action(bob, "submit")
+    [mine] = bob.get(f"{EXCHANGE}/courses/{COURSE}/submissions").json()
+    return mine
+
+
+def test_student_cannot_open_another_students_server(people: dict[str, Session], bob_submitted: dict) -> None:
+    alice = people["alice"]
+    for path in ("/user/bob/api/contents", "/user/bob/lab", "/hub/api/users/bob"):
+        assert alice.get(path).status_code in (403, 404), path
+    assert alice.post("/user/bob/api/kernels", json={"name": "python3"}).status_code in (403, 404)
+
+
+def test_student_cannot_read_another_students_files_from_a_kernel(people: dict[str, Session], hub: Hub,
+                                                                   bob_submitted: dict) -> None:
+    out = people["alice"].run_code(
+        "import os\n"
+        f"print(sorted(os.listdir({str(hub.data / 'home')!r})), os.path.exists({str(hub.data / 'hub')!r}),"
+        f" os.path.exists({str(hub.data / 'deepgrade.sqlite')!r}))")
+    assert out.strip() == "['alice'] False False", out
+
+
+def test_student_cannot_read_another_students_submission_or_feedback(people: dict[str, Session],
+                                                                    bob_submitted: dict) -> None:
+    alice, sid = people["alice"], bob_submitted["id"]
+    base = f"{EXCHANGE}/courses/{COURSE}/submissions"
+    assert alice.get(base, params={"student": "bob"}).status_code == 403
+    assert alice.get(f"{base}/{sid}").status_code == 404
+    assert alice.get(f"{base}/{sid}/feedback/introducing-keras").status_code == 404
+    assert "bob" not in {s["student_id"] for s in alice.get(base).json()}
+
+
+def test_student_cannot_submit_as_someone_else(people: dict[str, Session], bob_submitted: dict) -> None:
+    alice, bob = people["alice"], people["bob"]
+    before = len(bob.get(f"{EXCHANGE}/courses/{COURSE}/submissions").json())
+    forged = alice.post(f"{EXCHANGE}/courses/{COURSE}/submissions",
+                        params={"assignment": ASSIGNMENT, "student": "bob"}, data=b"")
+    assert forged.status_code == 403 and "may only submit as alice" in forged.text
+    assert len(bob.get(f"{EXCHANGE}/courses/{COURSE}/submissions").json()) == before
+
+
+def test_student_cannot_release_or_reach_the_formgrader_or_admin_api(people: dict[str, Session]) -> None:
+    alice = people["alice"]
+    assert alice.get(f"{FORMGRADER}/api/assignments").status_code in (302, 403)
+    assert alice.request("PUT", f"{EXCHANGE}/courses/{COURSE}/assignments/{ASSIGNMENT}", data=b"").status_code == 403
+    assert alice.get("/hub/api/users").status_code == 403
+    assert alice.post("/hub/api/users/mallory").status_code == 403
+    assert alice.get("/hub/authorize").status_code == 403
+    assert alice.request("PATCH", "/hub/api/users/alice", json={"admin": True}).status_code == 403
+
+
+def test_requests_without_a_token_are_refused(hub: Hub) -> None:
+    for path in (f"{EXCHANGE}/courses", f"{EXCHANGE}/courses/{COURSE}/submissions", "/hub/api/users",
+                 "/user/alice/api/contents", f"{FORMGRADER}/api/assignments"):
+        r = requests.get(hub.url + path, allow_redirects=False, timeout=30)
+        assert r.status_code in (302, 403), (path, r.status_code)
+        if r.status_code == 302:
+            assert "/hub/login" in r.headers["Location"] or "oauth" in r.headers["Location"], path
