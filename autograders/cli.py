@@ -122,6 +122,8 @@ def cmd_autograde(args: argparse.Namespace) -> int:
     """Grade the collected submissions in the course folder and lay feedback out for nbgrader."""
     import shutil
 
+    from nbgrader.utils import parse_utc
+
     from autograders.gradebook import course_root
     from autograders.runner import grade
     from autograders.sandbox import default_sandbox
@@ -136,14 +138,16 @@ def cmd_autograde(args: argparse.Namespace) -> int:
     for notebook in notebooks:
         student = notebook.parent.parent.name
         work = root / "autograded" / student / assignment.name
+        stamp = notebook.parent / "timestamp.txt"
         with console.status(f"grading {student}"):
             result = grade(notebook, assignment, workdir=work, student=student,
-                           sandbox=default_sandbox(args.sandbox), record_gradebook=True)
+                           sandbox=default_sandbox(args.sandbox), record_gradebook=True,
+                           submitted_at=parse_utc(stamp.read_text()) if stamp.exists() else None)
         feedback = root / "feedback" / student / assignment.name
         feedback.mkdir(parents=True, exist_ok=True)
         shutil.copy2(work / "feedback.html", feedback / f"{assignment.notebook_name}.html")
-        if (notebook.parent / "timestamp.txt").exists():
-            shutil.copy2(notebook.parent / "timestamp.txt", feedback / "timestamp.txt")
+        if stamp.exists():
+            shutil.copy2(stamp, feedback / "timestamp.txt")
         console.print(f"{student}: {result['score']:g} / {result['max_score']:g} ({result['status']})")
         failed += result["status"] != "graded"
     return 1 if failed else 0

@@ -299,7 +299,7 @@ PIPELINE: list[Step] = [ReadNotebook(), RestoreAutograderCells(), ExecuteInSandb
 def grade(notebook: Path, assignment: Assignment | str, *, workdir: Path | None = None,
           student: str = "student", seed: int = 0, sandbox: Sandbox | None = None,
           gradebook_root: Path | None = None, record_gradebook: bool = False,
-          calibrating: bool = False) -> dict[str, Any]:
+          calibrating: bool = False, submitted_at: datetime | None = None) -> dict[str, Any]:
     """Grade ``notebook`` and return the result (also written to ``workdir/result.json``)."""
     if not isinstance(assignment, Assignment):
         assignment = Assignment.load(assignment)
@@ -307,6 +307,8 @@ def grade(notebook: Path, assignment: Assignment | str, *, workdir: Path | None 
     workdir.mkdir(parents=True, exist_ok=True)
     g = Grading(assignment, Path(notebook), workdir, student=student, seed=seed, sandbox=sandbox,
                 gradebook_root=gradebook_root, record_gradebook=record_gradebook, calibrating=calibrating)
+    if submitted_at:  # the exchange's server time, so the formgrader matches grade and submission
+        g.submitted_at = submitted_at
     stopped = False
     for step in PIPELINE:
         if stopped and step.name not in ("score", "gradebook", "feedback"):

@@ -189,15 +189,6 @@ def test_process_sandbox_results_are_labelled(first_assignment: Assignment, tmp_
     assert result["score"] == 0 and result["status"] == "graded"
 
 
-def test_validate_proves_reference_blank_and_mistakes() -> None:
-    """Reference full marks on 5 seeds, blank zero, every planted mistake loses exactly its checks."""
-    proc = subprocess.run([sys.executable, "-m", "autograders.cli", "validate", FIRST],
-                          capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "all proofs hold" in proc.stdout
-    assert proc.stdout.count("full marks") == 5
-
-
 def test_calibrate_writes_distributions_and_thresholds(first_assignment: Assignment, tmp_path: Path) -> None:
     copy = copy_assignment(first_assignment, tmp_path / "assignments")
     for spec in copy.config["thresholds"].values():

@@ -8,6 +8,7 @@ then the security refusals, the browser, and a restart that must lose nothing.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ print("fitted", tf.__version__, len(history.history["loss"]))
 def hub(tmp_path_factory: pytest.TempPathFactory):
     hub = Hub.create(tmp_path_factory.mktemp("hub"))
     hub.cli("users", "add", "ines", "--role", "instructor", "--password", PASSWORD)
-    for student in ("alice", "bob"):
+    for student in ("alice", "bob", "carol"):
         hub.cli("users", "add", student, "--role", "student", "--course", COURSE, "--password", PASSWORD)
     hub.start()
     yield hub
@@ -192,3 +193,80 @@ def test_requests_without_a_token_are_refused(hub: Hub) -> None:
         assert r.status_code in (302, 403), (path, r.status_code)
         if r.status_code == 302:
             assert "/hub/login" in r.headers["Location"] or "oauth" in r.headers["Location"], path
+
+
+# -- browser: Playwright drives Debian's chromium ---------------------------------------------
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    executable = shutil.which("chromium")
+    assert executable, "chromium is missing: make test installs it with apt-get (scripts/ensure-system-packages.sh)"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def _sign_in(browser, hub: Hub, username: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(120_000)
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", username)
+    page.fill("#password_input", PASSWORD)
+    page.click("#login_submit")
+    return page
+
+
+def test_browser_student_fetches_and_opens_the_assignment(browser, hub: Hub, course_flow: dict) -> None:
+    page = _sign_in(browser, hub, "carol")
+    page.wait_for_url("**/user/carol/lab**")
+    page.wait_for_selector(".jp-LabShell")
+    page.get_by_text("Nbgrader", exact=True).click()
+    page.get_by_text("Assignment List", exact=True).click()
+    released = page.locator("#released_assignments_list")
+    released.get_by_text(ASSIGNMENT).wait_for()
+    page.screenshot(path=str(ARTIFACTS / "student-assignment-list.png"))
+    released.get_by_role("button", name="Fetch").click()
+    fetched = page.locator("#fetched_assignments_list")
+    fetched.get_by_text(ASSIGNMENT).wait_for()
+    fetched.get_by_text(ASSIGNMENT).click()  # expands the assignment to its notebooks
+    fetched.get_by_text("introducing-keras", exact=True).click()
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
+    page.get_by_role("heading", name="Introducing Keras").first.wait_for()
+    page.screenshot(path=str(ARTIFACTS / "student-notebook.png"))
+    page.close()
+
+
+def test_browser_instructor_sees_the_submission_in_the_formgrader(browser, hub: Hub, course_flow: dict) -> None:
+    page = _sign_in(browser, hub, "ines")
+    page.wait_for_url("**/hub/**")
+    page.goto(f"{hub.url}{FORMGRADER}/manage_submissions/{ASSIGNMENT}")
+    row = page.locator("tr", has_text="alice")
+    row.wait_for()
+    page.screenshot(path=str(ARTIFACTS / "instructor-formgrader.png"))
+    assert "needs autograding" not in row.inner_text(), "deepgrade's score is what the formgrader shows"
+    assert "15" in row.inner_text()
+    page.close()
+
+
+# -- restart: users, files, submissions and grades survive ------------------------------------
+
+def test_restart_keeps_users_files_submissions_and_grades(hub: Hub, course_flow: dict) -> None:
+    assert hub.stop() == 0, "Ctrl-C must stop the hub cleanly"
+    hub.start()
+    alice = Session(hub, "alice", hub.token("alice"))
+    alice.start_server()
+    assert alice.get(f"/user/alice/api/contents/{COURSE}/{ASSIGNMENT}/introducing-keras.ipynb").status_code == 200
+    assert len(alice.get(f"{EXCHANGE}/courses/{COURSE}/submissions").json()) == 2
+    exported = hub.cli("users", "list")
+    assert "alice" in exported.stdout
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{hub.data / 'courses' / COURSE / 'gradebook.db'}", course_id=COURSE) as gb:
+        assert gb.find_submission(ASSIGNMENT, "alice").score == 15
