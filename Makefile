@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 # System packages the tests need, installed with apt-get only when missing.
 system:
-	@./scripts/ensure-system-packages.sh
+	@./scripts/ensure-system-packages.sh test
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -34,6 +34,7 @@ validate: $(STAMP)
 	$(BIN)/deepgrade validate --all
 
 hub: $(STAMP)
+	@./scripts/ensure-system-packages.sh hub
 	@$(BIN)/deepgrade hub
 
 bench: $(STAMP)
