@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import importlib
 import os
 import re
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +46,8 @@ _KINDS: dict[str, Kind] = {
 SPLIT_SAFE_READ = frozenset({"index_col", "sep", "encoding", "dtype"})
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+# "<module>:<function>" of a generator inside this package, e.g. "league:write_season"
+_GENERATOR_RE = re.compile(r"^[a-z_][a-z0-9_]*:[a-z_][a-z0-9_]*$")
 
 
 class DatasetError(Exception):
@@ -85,7 +89,12 @@ class Split:
 
 @dataclass(frozen=True, eq=False)
 class Entry:
-    """One registered data file. ``file`` is relative to the mirror (and cache) root."""
+    """One registered data file. ``file`` is relative to the mirror (and cache) root.
+
+    ``generator`` (optional) names a function of this package, ``"<module>:<function>"``, that
+    writes the file from scratch (synthetic data, see ``datasets/league.py``); ``fetch`` runs it
+    into the cache when no copy exists, and the result must still match ``sha256``.
+    """
 
     name: str
     file: str
@@ -95,6 +104,7 @@ class Entry:
     origin: str | None = None
     read: Mapping[str, Any] = field(default_factory=dict)
     split: Split | None = None
+    generator: str | None = None
 
     def __post_init__(self) -> None:
         problems = _entry_problems(self)
@@ -121,7 +131,7 @@ class Entry:
         """Build an entry from its YAML mapping, rejecting unknown fields (typos)."""
         if not isinstance(raw, Mapping):
             raise RegistryError(f"registry entry {name!r} must be a mapping")
-        known = {"file", "sha256", "url", "license", "origin", "read", "split"}
+        known = {"file", "sha256", "url", "license", "origin", "read", "split", "generator"}
         extra = set(raw) - known
         if extra:
             raise RegistryError(f"registry entry {name!r}: unknown fields {sorted(extra)}")
@@ -141,6 +151,7 @@ class Entry:
             origin=raw.get("origin"),
             read=dict(raw.get("read") or {}),
             split=split,
+            generator=raw.get("generator"),
         )
 
 
@@ -163,6 +174,10 @@ def _entry_problems(e: Entry) -> list[str]:
         problems.append("sha256 must be 64 lower-case hex digits")
     if e.url is not None and not (isinstance(e.url, str) and "://" in e.url):
         problems.append(f"url {e.url!r} is not a URL")
+    if e.generator is not None and not (
+        isinstance(e.generator, str) and _GENERATOR_RE.match(e.generator)
+    ):
+        problems.append(f"generator {e.generator!r} must look like '<module>:<function>'")
     if not isinstance(e.read, Mapping):
         problems.append("read must be a mapping of pandas.read_csv options")
     elif e.read and _KINDS.get(file_suffix(e.file)) != "table":
@@ -320,6 +335,7 @@ def check_file(path: Path, entry: Entry) -> Path:
 def fetch(name: str | Entry, *, download: bool = True) -> Path:
     """Path to a verified copy: mirror, then cache, then a pooch download into the cache.
 
+    A generated entry is written into the cache by its generator instead of being downloaded.
     A copy with the wrong hash is an error rather than something to skip, so that a corrupted
     mirror is noticed instead of being papered over by another source.
     """
@@ -328,6 +344,8 @@ def fetch(name: str | Entry, *, download: bool = True) -> Path:
     for _where, path in places:
         if path.is_file():
             return check_file(path, entry)
+    if entry.generator is not None:
+        return _generate(entry, places[-1][1])
     looked = "\n".join(f"  {where}: {path}" for where, path in places)
     if entry.url is None or not download:
         reason = "it has no download URL" if entry.url is None else "downloading was disabled"
@@ -371,6 +389,42 @@ def _download(entry: Entry, target: Path, looked: str) -> Path:
             f"failed ({exc}). Looked in:\n{looked}"
         ) from exc
     return Path(got)
+
+
+_generate_lock = threading.Lock()
+
+
+def _generate(entry: Entry, target: Path) -> Path:
+    """Run the entry's generator into ``target`` (atomically) and check the bytes it wrote."""
+    assert entry.generator is not None
+    module, function = entry.generator.split(":")
+    write = getattr(importlib.import_module(f"{__package__}.{module}"), function)
+    with _generate_lock:  # threads of one process (parallel gradings) generate only once
+        if target.is_file():
+            return check_file(target, entry)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            write(tmp)
+            actual = sha256_file(tmp)
+            if actual != entry.sha256:
+                raise HashMismatch(
+                    f"sha256 mismatch for generated dataset {entry.name!r} ({entry.generator})\n"
+                    f"  expected {entry.sha256}\n"
+                    f"  actual   {actual}\n"
+                    "The generator no longer writes the registered bytes (changed code, or a numpy "
+                    "version with different random streams). Nothing was saved.",
+                    path=target,
+                    expected=entry.sha256,
+                    actual=actual,
+                )
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return target
 
 
 def read_options(entry: Entry) -> dict[str, Any]:

@@ -1,0 +1,111 @@
+"""Autograder for dl-python/03-keras-models: structure and compile settings of both models, their
+metrics on the hidden split (calibrated thresholds), their own learning curves, and the
+save-reload-predict round trip."""
+
+import numpy as np
+
+from autograders import grades
+from autograders.checks import (
+    CheckFailure,
+    check_array,
+    check_history,
+    check_metric,
+    check_model,
+    dense,
+)
+
+
+@grades("wages-specify", points=1)
+def test_wages_architecture(model):
+    """n_cols inputs, Dense(50, relu), Dense(32, relu), Dense(1)."""
+    check_model(model).has_input_shape((None, 9)).layers(
+        dense(50, "relu"), dense(32, "relu"), dense(1, "linear"))
+
+
+@grades("wages-compile", points=1)
+def test_wages_compile(model):
+    """Adam and the mean squared error."""
+    check_model(model).is_compiled_with(optimizer="adam", loss="mean_squared_error")
+
+
+@grades("wages-fit", points=2)
+def test_wages_hidden_mse(model, hidden_data, thresholds):
+    """Mean squared error of the trained wages model on workers it never saw."""
+    check_model(model).has_input_shape((None, 9))
+    check_metric(model, hidden_data["wages"], "mse").below(
+        thresholds["wages_hidden_mse"],
+        hint="train for the full 30 epochs (Keras 3 trains for only 1 epoch unless you pass epochs=30), "
+             "with adam and the mean squared error")
+
+
+@grades("wages-fit", points=1)
+def test_wages_converged(history):
+    """The wages model's own loss curve: 30 epochs, finite, trending down."""
+    check_history(history, "loss").has_epochs(30).is_finite().decreases()
+
+
+@grades("titanic-model", points=1)
+def test_titanic_target_one_hot(arrays, train_data):
+    """titanic_target is the one-hot encoding of the survived column."""
+    expected = train_data["titanic"][1]
+    target = check_array(arrays["target"], "titanic_target").has_shape(expected.shape).array
+    try:
+        check_array(target, "titanic_target").close_to(expected, rtol=0, atol=1e-6)
+    except CheckFailure as failure:
+        failure.hint = "use keras.utils.to_categorical(titanic['survived']): column 0 is 'died', column 1 'survived'"
+        raise
+
+
+@grades("titanic-model", points=1)
+def test_titanic_architecture(model):
+    """n_cols inputs, Dense(32, relu), and 2 softmax outputs."""
+    check_model(model).has_input_shape((None, 10)).layers(dense(32, "relu"), dense(2, "softmax"))
+
+
+@grades("titanic-model", points=1)
+def test_titanic_compile(model):
+    """SGD, categorical cross-entropy and the accuracy metric."""
+    check_model(model).is_compiled_with(optimizer="sgd", loss="categorical_crossentropy", metrics=["accuracy"])
+
+
+@grades("titanic-model", points=1)
+def test_titanic_hidden_accuracy(model, hidden_data, thresholds):
+    """Accuracy of the Titanic classifier on passengers it never saw."""
+    check_model(model).has_input_shape((None, 10))
+    check_metric(model, hidden_data["titanic"], "accuracy").above(thresholds["titanic_hidden_accuracy"])
+
+
+@grades("titanic-model", points=1)
+def test_titanic_converged(history):
+    """20 epochs, a falling loss, and the accuracy recorded in the history."""
+    check_history(history, "loss").has_epochs(20).is_finite().decreases()
+    check_history(history, "accuracy").is_finite()
+
+
+@grades("titanic-predictions", points=1)
+def test_reloaded_model(model, submission, hidden_data):
+    """loaded_model is the trained titanic_model, read back from its .keras file."""
+    trained = submission.get("titanic-model", "model", expect="model")
+    check_model(model)
+    x = hidden_data["titanic"][0]
+    mine = check_model(model).keras_model.predict(x, verbose=0)
+    original = trained.predict(x, verbose=0)
+    if mine.shape != original.shape or not np.allclose(mine, original, rtol=1e-5, atol=1e-6):
+        raise CheckFailure("loaded_model does not predict like the trained titanic_model",
+                           measured="different predictions", expected="the same predictions",
+                           hint="save titanic_model after fitting it, then load that file: "
+                                "keras.models.load_model('titanic_model.keras')")
+
+
+@grades("titanic-predictions", points=2)
+def test_probability_true(arrays, models, pred_data):
+    """The survival probability of each new passenger: column 1 of the predictions."""
+    probability = check_array(arrays["probability_true"], "probability_true").has_shape(
+        (pred_data.shape[0],)).is_finite().all_between(0, 1)
+    expected = models["model"].predict(pred_data, verbose=0)
+    try:
+        probability.close_to(expected[:, 1], rtol=1e-4, atol=1e-5)
+    except CheckFailure as failure:
+        failure.hint = ("take column 1 of the predictions (predictions[:, 1]): column 0 is the probability of "
+                        "not surviving; predict on pred_data with loaded_model")
+        raise

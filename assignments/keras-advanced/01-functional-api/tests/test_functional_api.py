@@ -1,0 +1,80 @@
+"""Autograder for keras-advanced/01-functional-api. Each test scores one grade cell's points."""
+
+from autograders import grades
+from autograders.checks import (
+    check_history,
+    check_metric,
+    check_model,
+    check_value,
+    compare,
+    dense,
+    fail,
+)
+
+
+@grades("functional-model", points=1)
+def test_built_with_functional_api(model):
+    """The model is a keras.Model(inputs, outputs), not a Sequential stack."""
+    kind = type(model).__name__
+    if kind != "Functional":
+        fail(f"the model is a {kind}; expected a functional model", measured=kind,
+             expected="Functional",
+             hint="this chapter is about the functional API: create input_tensor = keras.Input(...), "
+                  "call the layer on it, and build keras.Model(input_tensor, output_tensor) "
+                  "instead of keras.Sequential([...])")
+
+
+@grades("functional-model", points=1)
+def test_one_number_in_one_number_out(model):
+    check_model(model).has_input_shape((None, 1)).has_output_shape((None, 1)).layers(
+        dense(1, "linear"))
+
+
+@grades("functional-model", points=1)
+def test_parameter_count(model):
+    """One weight and one bias."""
+    check_model(model).has_params(total=2, trainable=2)
+
+
+@grades("compile-and-summary", points=1)
+def test_compiled_with_adam_and_mae(model):
+    check_model(model).is_compiled_with(optimizer="adam", loss="mean_absolute_error")
+
+
+@grades("compile-and-summary", points=1)
+def test_parameter_answer(arrays):
+    """The number of parameters read from the summary."""
+    check_value(arrays["n_params"], "n_params").equals(2)
+
+
+@grades("tourney-fit", points=1)
+def test_training_loss(history, thresholds):
+    """The student's own curve: 10 finite epochs, ending at a low mean absolute error."""
+    check_history(history, "loss").has_epochs(10).is_finite().final_below(
+        thresholds["tourney_final_loss"])
+
+
+@grades("tourney-fit", points=1)
+def test_seed_diff_weight(model, thresholds):
+    """A better seed is worth points: the learned slope is clearly positive."""
+    kernel = check_model(model).layer(-1).has_kernel_shape((1, 1)).keras_layer.get_weights()[0]
+    compare(float(kernel[0, 0]), thresholds["seed_diff_weight"], "above",
+            "the learned weight of seed_diff (points per seed line)",
+            hint="the better-seeded team should be predicted to win by more: train for the full "
+                 "10 epochs with Adam(learning_rate=0.01), and keep the output linear")
+
+
+@grades("tourney-fit", points=2)
+def test_hidden_tourney_mae(model, hidden_data, thresholds):
+    """Mean absolute error on tournament games the student never saw."""
+    check_metric(model, hidden_data, "mae").below(
+        thresholds["tourney_hidden_mae"],
+        hint="fit seed_diff -> score_diff for 10 epochs with Adam(learning_rate=0.01) and the mean "
+             "absolute error; a relu on the output cannot predict a loss (a negative score_diff)")
+
+
+@grades("tourney-fit", points=1)
+def test_evaluate_matches(model, train_data, arrays):
+    """tourney_mae is what model.evaluate returns on the student's tournament games."""
+    expected = check_metric(model, train_data, "mae").value
+    check_value(arrays["tourney_mae"], "tourney_mae").close_to(expected, rtol=2e-3, atol=1e-3)
