@@ -138,6 +138,9 @@ class Assignment:
         (self.path / CONFIG).write_text(text)
 
 
-def find_all(root: Path | None = None) -> list[Assignment]:
+def find_all(root: Path | None = None, drafts: bool = False) -> list[Assignment]:
+    """Every assignment, except drafts (``draft: true`` in their config): work in progress that
+    is not released by the hub nor proven by ``validate --all`` until the flag is removed."""
     root = root or assignments_root()
-    return [Assignment.load(p.parent) for p in sorted(root.glob(f"*/*/{CONFIG}"))]
+    found = [Assignment.load(p.parent) for p in sorted(root.glob(f"*/*/{CONFIG}"))]
+    return found if drafts else [a for a in found if not a.config.get("draft")]
