@@ -37,10 +37,20 @@ class Limits:
     time: int = 300          # seconds for the whole notebook
     cell_timeout: int = 120  # seconds per cell before it is interrupted
     check_time: int = 300    # seconds for the trusted checks
+    memory: int = 4096       # MiB of memory for everything the notebook starts
+    pids: int = 256          # processes and threads at once (TensorFlow alone starts dozens of threads)
+    output: int = 2_000_000  # characters of notebook output kept (beyond it, output is cut and noted)
+    cpus: float = 1.0        # CPU cores (enforced by the Docker sandbox)
+    gpu: bool = False        # request a GPU (Docker sandbox: --gpus all)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Limits:
-        return cls(**{k: int(v) for k, v in (data or {}).items() if k in cls.__dataclass_fields__})
+        defaults = cls()
+        unknown = set(data or {}) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown limit(s) {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(cls.__dataclass_fields__)}")
+        return cls(**{k: type(getattr(defaults, k))(v) for k, v in (data or {}).items()})
 
 
 @dataclass

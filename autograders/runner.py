@@ -191,7 +191,7 @@ class ExecuteInSandbox(Step):
         run = sandbox.run(
             [sys.executable, "-m", "autograders.execute", str(work), "--seed", str(g.seed),
              "--cell-timeout", str(limits.cell_timeout)],
-            workdir=work, readonly=readonly, timeout=limits.time,
+            workdir=work, readonly=readonly, timeout=limits.time, limits=limits,
             env={"DEEPGRADE_PUBLIC_DATA": str(public_data_root()), "TF_CPP_MIN_LOG_LEVEL": "3",
                  "PYTHONPATH": str(repo_root())},
         )

@@ -16,11 +16,13 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from traitlets import Bool, Integer, List, Unicode
 from traitlets.config import LoggingConfigurable
+
+from autograders.assignment import Limits
 
 
 @dataclass
@@ -30,6 +32,7 @@ class SandboxRun:
     duration: float
     stdout: str
     stderr: str
+    exceeded: list[str] = field(default_factory=list)  # clear sentences, one per resource limit that was hit
 
 
 class Sandbox(LoggingConfigurable):
@@ -39,13 +42,17 @@ class Sandbox(LoggingConfigurable):
     development_only = Bool(False, help="True when results must be labelled as not isolated.")
     output_limit = Integer(1_000_000, help="Bytes of stdout/stderr kept from the sandboxed command.").tag(config=True)
 
-    def wrap(self, argv: list[str], *, workdir: Path, readonly: list[Path], env: dict[str, str]) -> list[str]:
+    def wrap(self, argv: list[str], *, workdir: Path, readonly: list[Path], env: dict[str, str],
+             limits: Limits | None = None) -> list[str]:
         raise NotImplementedError
 
     def run(self, argv: list[str], *, workdir: Path, readonly: list[Path], env: dict[str, str],
-            timeout: float) -> SandboxRun:
-        """Run ``argv`` and kill its whole process group when ``timeout`` seconds pass."""
-        full = self.wrap(argv, workdir=workdir, readonly=readonly, env=env)
+            timeout: float, limits: Limits | None = None) -> SandboxRun:
+        """Run ``argv`` and kill its whole process group when ``timeout`` seconds pass.
+
+        ``limits`` (memory, pids, output, cpus, gpu) are enforced as far as the backend can;
+        each limit that was hit is reported in ``SandboxRun.exceeded``."""
+        full = self.wrap(argv, workdir=workdir, readonly=readonly, env=env, limits=limits)
         start = time.monotonic()
         proc = subprocess.Popen(full, cwd=workdir, env=self.base_env(env, workdir), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
@@ -76,7 +83,7 @@ class ProcessSandbox(Sandbox):
     isolation = Unicode("process (development only: no isolation)")
     development_only = Bool(True)
 
-    def wrap(self, argv, *, workdir, readonly, env):
+    def wrap(self, argv, *, workdir, readonly, env, limits=None):
         return argv
 
 
@@ -98,7 +105,7 @@ class BubblewrapSandbox(Sandbox):
         probe = subprocess.run([exe, "--ro-bind", "/", "/", "--unshare-net", "true"], capture_output=True)
         return probe.returncode == 0
 
-    def wrap(self, argv, *, workdir, readonly, env):
+    def wrap(self, argv, *, workdir, readonly, env, limits=None):
         args = [self.executable, "--die-with-parent", "--new-session", "--unshare-pid",
                 "--unshare-ipc", "--unshare-uts", "--hostname", "sandbox", "--cap-drop", "ALL"]
         if not self.network:
