@@ -56,6 +56,11 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from autograders.runner import grade
     from autograders.sandbox import default_sandbox
 
+    if args.all:
+        return grade_class(Assignment.load(args.notebook or args.assignment), args.workers, args.student)
+    if not (args.notebook and args.assignment):
+        console.print("[red]give a notebook and --assignment, or --all <assignment>[/]")
+        return 2
     assignment = Assignment.load(args.assignment)
     with console.status(f"grading {args.notebook} (sandbox, execution, checks)"):
         result = grade(Path(args.notebook), assignment, workdir=Path(args.output) if args.output else None,
@@ -66,6 +71,59 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if args.output:
         console.print(f"feedback: {Path(args.output) / 'feedback.html'}")
     return 0 if result["status"] == "graded" else 1
+
+
+def grade_class(assignment: Assignment, workers: int, student: str | None = None) -> int:
+    """Grade each student's newest submission through the grading queue, N at a time."""
+    from hub.queue import DatabaseQueue, default_queue
+
+    queue = default_queue()
+    latest = [s for s in queue.store.latest_submissions(assignment.course, assignment.name)
+              if student in (None, "student", s.student)]
+    if not latest:
+        console.print(f"[yellow]no submissions of {assignment.id} in the course database[/]")
+        return 1
+    jobs = [queue.submit(s.id, requested_by="instructor") for s in latest]
+    if isinstance(queue, DatabaseQueue):
+        queue.start(workers)
+    else:
+        console.print(f"{len(jobs)} job(s) sent to the Celery workers")
+    failed = 0
+    try:
+        with _progress() as progress:
+            task = progress.add_task(f"grading {assignment.id}", total=len(jobs))
+
+            def done(job) -> None:
+                nonlocal failed
+                failed += job.state != "graded"
+                progress.console.print(f"{job.student}: {job.describe()}")
+                progress.advance(task)
+
+            queue.wait([j.id for j in jobs], on_done=done)
+    finally:
+        queue.stop()
+    return 1 if failed else 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run grading workers until Ctrl-C (or SIGTERM); jobs cut short are retried elsewhere."""
+    import signal
+    import threading
+
+    from hub.queue import DatabaseQueue, default_queue
+
+    queue = default_queue()
+    if not isinstance(queue, DatabaseQueue):
+        queue.start(args.workers)  # Celery's own worker loop
+        return 0
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    queue.start(args.workers)
+    console.print(f"grading with {args.workers} worker(s) from {queue.store.engine.url!r}; Ctrl-C stops")
+    stop.wait()
+    queue.stop()
+    return 0
 
 
 def _selected(args: argparse.Namespace) -> list[Assignment]:
@@ -192,13 +250,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("grade", help="grade one submitted notebook and print its checks")
-    p.add_argument("notebook")
-    p.add_argument("--assignment", required=True)
+    p = sub.add_parser("grade", help="grade one notebook and print its checks, or --all submissions of an "
+                                     "assignment through the grading queue")
+    p.add_argument("notebook", nargs="?", help="a notebook, or with --all the assignment id")
+    p.add_argument("--assignment")
+    p.add_argument("--all", action="store_true",
+                   help="regrade each student's newest submission of the assignment (course database)")
+    p.add_argument("--workers", type=int, default=2, help="with --all: submissions graded at once")
     p.add_argument("--student", default="student")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--output", help="folder for result.json, feedback.html and artifacts")
-    p.add_argument("--sandbox", choices=["auto", "bubblewrap", "process"], default=None)
+    p.add_argument("--sandbox", choices=["auto", "bubblewrap", "docker", "process"], default=None)
     p.add_argument("--course-dir", help="nbgrader course directory (default .deepgrade/courses/<course>)")
     p.add_argument("--no-gradebook", action="store_true", help="do not write the score into the gradebook")
     p.set_defaults(func=cmd_grade)
@@ -219,8 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("autograde", help="grade the collected submissions of an assignment (hub course folder)")
     p.add_argument("assignment")
     p.add_argument("--student", help="only this student (default: everyone collected)")
-    p.add_argument("--sandbox", choices=["auto", "bubblewrap", "process"], default=None)
+    p.add_argument("--sandbox", choices=["auto", "bubblewrap", "docker", "process"], default=None)
     p.set_defaults(func=cmd_autograde)
+
+    p = sub.add_parser("worker", help="run grading workers for the queue (DEEPGRADE_QUEUE: database or celery)")
+    p.add_argument("--workers", type=int, default=1)
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("hub", help="start the course hub on its embedded defaults (Ctrl-C stops it)")
     p.set_defaults(func=cmd_hub)

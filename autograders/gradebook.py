@@ -86,18 +86,42 @@ def _in_gradebook(root: Path, assignment: Assignment) -> bool:
 
 
 def record(assignment: Assignment, student: str, grade_cells: dict[str, float],
-           root: Path | None = None, timestamp: datetime | None = None) -> Path:
-    """Write one submission's per-grade-cell scores into nbgrader's gradebook."""
-    from nbgrader.api import Gradebook
+           root: Path | None = None, timestamp: datetime | None = None) -> Path | None:
+    """Write one submission's per-grade-cell scores into nbgrader's gradebook.
+
+    Workers grade in parallel, so writes are serialised by a file lock, and a submission
+    older than the one already recorded for the student is not written (returns None):
+    the gradebook always holds the newest submission, whatever order the gradings finish in.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
 
     root = root or course_root(assignment.course)
-    if not _in_gradebook(root, assignment):
-        generate(assignment, root)
-    with _nbgrader_env(), Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id=assignment.course) as gb:
-        gb.update_or_create_student(student)
-        gb.update_or_create_submission(assignment.name, student, timestamp=timestamp or datetime.now(UTC))
-        for grade_id, score in grade_cells.items():
-            grade = gb.find_grade(grade_id, assignment.notebook_name, assignment.name, student)
-            grade.auto_score = score
-        gb.db.commit()
+    root.mkdir(parents=True, exist_ok=True)
+    timestamp = timestamp or datetime.now(UTC)
+    with _locked(root / ".gradebook.lock"):
+        if not _in_gradebook(root, assignment):
+            generate(assignment, root)
+        with _nbgrader_env(), Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id=assignment.course) as gb:
+            gb.update_or_create_student(student)
+            with contextlib.suppress(MissingEntry):
+                recorded = gb.find_submission(assignment.name, student).timestamp
+                if recorded and recorded.replace(tzinfo=UTC) > timestamp.astimezone(UTC).replace(tzinfo=UTC):
+                    return None
+            gb.update_or_create_submission(assignment.name, student, timestamp=timestamp)
+            for grade_id, score in grade_cells.items():
+                grade = gb.find_grade(grade_id, assignment.notebook_name, assignment.name, student)
+                grade.auto_score = score
+            gb.db.commit()
     return root / "gradebook.db"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    import fcntl
+
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

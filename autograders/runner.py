@@ -280,7 +280,10 @@ class RecordInGradebook(Step):
         from autograders.gradebook import record
 
         scores = {gid: cell["score"] for gid, cell in g.grade_cells.items()}
-        g.execution["gradebook"] = str(record(g.assignment, g.student, scores, g.gradebook_root, g.submitted_at))
+        path = record(g.assignment, g.student, scores, g.gradebook_root, g.submitted_at)
+        g.execution["gradebook"] = str(path) if path else ""
+        if path is None:
+            g.integrity.append("a newer submission is already in the gradebook; this one was not recorded there")
 
 
 class WriteFeedback(Step):

@@ -89,7 +89,9 @@ def apply_course_policy(c: Any, settings: HubSettings) -> None:
     services = [{
         "name": EXCHANGE, "url": settings.service_url(0), "display": False,
         "command": [sys.executable, "-m", "hub.exchange.service"],
-        "environment": _passthrough("DEEPGRADE_HOME", "DEEPGRADE_DB_URL", "DEEPGRADE_ASSIGNMENTS"),
+        # the exchange also hosts the embedded grading workers (DEEPGRADE_QUEUE=database)
+        "environment": {**_passthrough("DEEPGRADE_HOME", "DEEPGRADE_DB_URL", "DEEPGRADE_ASSIGNMENTS", "PATH",
+                                       *GRADING_SETTINGS), "TF_CPP_MIN_LOG_LEVEL": "3"},
     }]
     for index, course in enumerate(courses, start=1):
         roles.append({"name": f"instructor-{course}", "groups": [f"formgrade-{course}"],
@@ -141,6 +143,10 @@ def prepare_courses(settings: HubSettings) -> None:
             "c = get_config()  # noqa: F821 -- written by deepgrade\n"
             f"c.CourseDirectory.course_id = {course!r}\n"
             f"c.CourseDirectory.root = {str(root)!r}\n")
+
+
+GRADING_SETTINGS = ("DEEPGRADE_QUEUE", "DEEPGRADE_WORKERS", "DEEPGRADE_GRADINGS_PER_HOUR", "DEEPGRADE_JOB_LEASE",
+                    "DEEPGRADE_BROKER_URL", "DEEPGRADE_SANDBOX")
 
 
 def _passthrough(*names: str) -> dict[str, str]:

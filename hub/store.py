@@ -13,10 +13,22 @@ import os
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import DateTime, ForeignKey, Integer, LargeBinary, String, create_engine, select
+from sqlalchemy import (
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    create_engine,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from autograders.assignment import repo_root
@@ -76,6 +88,73 @@ class Feedback(Base):
     html: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class Job(Base):
+    """One request to grade one submission: the durable source of truth for every queue backend.
+
+    ``attempt`` is a fencing token: a worker claims a job by raising it, and only the holder
+    of the current attempt may finish it, so a job killed half-way is retried and never
+    counted twice. ``lease_until`` is renewed by the worker's heartbeat; once it lapses,
+    any worker may claim the job again.
+    """
+
+    __tablename__ = "grading_jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
+    course: Mapped[str] = mapped_column(String(128))
+    assignment: Mapped[str] = mapped_column(String(128))
+    student: Mapped[str] = mapped_column(String(128), index=True)
+    requested_by: Mapped[str] = mapped_column(String(128))  # the student on submit, or an instructor
+    state: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    enqueued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    result: Mapped[str | None] = mapped_column(Text, nullable=True)  # result.json of the grading
+
+
+JOB_STATES = ("queued", "grading", "graded", "failed")
+MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    id: int
+    submission_id: int
+    course: str
+    assignment: str
+    student: str
+    state: str
+    attempt: int
+    not_before: datetime
+    score: float | None
+    max_score: float | None
+    message: str
+
+    @property
+    def done(self) -> bool:
+        return self.state in ("graded", "failed")
+
+    def describe(self) -> str:
+        """One line a student understands: what happened to their submission."""
+        if self.state == "graded":
+            return f"graded: {self.score:g} / {self.max_score:g}"
+        if self.state == "failed":
+            return f"failed: {self.message}"
+        if self.state == "queued" and self.not_before > datetime.now(UTC):
+            return f"queued: {self.message}"
+        return self.state
+
+
+def _job_info(job: Job) -> JobInfo:
+    return JobInfo(job.id, job.submission_id, job.course, job.assignment, job.student, job.state, job.attempt,
+                   _utc(job.not_before), job.score, job.max_score, job.message or "")
+
+
 @dataclass(frozen=True)
 class SubmissionInfo:
     id: int
@@ -84,6 +163,7 @@ class SubmissionInfo:
     student: str
     submitted_at: datetime
     feedback: tuple[str, ...]  # notebooks with released feedback
+    grading: JobInfo | None = None  # the latest grading job, if any
 
 
 class CourseStore:
@@ -91,9 +171,11 @@ class CourseStore:
 
     def __init__(self, url: str | None = None):
         url = url or default_db_url()
+        options = {}
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(url)
+            options["connect_args"] = {"timeout": 60}  # workers and the exchange write concurrently
+        self.engine = create_engine(url, **options)
         Base.metadata.create_all(self.engine)
         self.session = sessionmaker(self.engine, expire_on_commit=False)
 
@@ -153,7 +235,8 @@ class CourseStore:
             row = Submission(course=course, assignment=assignment, student=student,
                              submitted_at=datetime.now(UTC), archive=archive)
             db.add(row)
-            db.flush()
+            db.flush()  # holds the write lock from here: read the clock again, so ids and times agree
+            row.submitted_at = datetime.now(UTC)
             return SubmissionInfo(row.id, course, assignment, student, row.submitted_at, ())
 
     def submissions(self, course: str, assignment: str | None = None,
@@ -172,8 +255,9 @@ class CourseStore:
                 for sid, nb in db.execute(select(Feedback.submission_id, Feedback.notebook)
                                           .where(Feedback.submission_id.in_(ids))):
                     notebooks.setdefault(sid, []).append(nb)
+            jobs = self._latest_jobs(db, ids)
         return [SubmissionInfo(r.id, r.course, r.assignment, r.student, _utc(r.submitted_at),
-                               tuple(sorted(notebooks.get(r.id, [])))) for r in rows]
+                               tuple(sorted(notebooks.get(r.id, []))), jobs.get(r.id)) for r in rows]
 
     def submission(self, submission_id: int) -> Submission | None:
         with self.session() as db:
@@ -188,6 +272,118 @@ class CourseStore:
         with self.session() as db:
             row = db.get(Feedback, (submission_id, notebook))
             return row.html if row else None
+
+    # -- grading jobs -----------------------------------------------------------------------
+    def enqueue(self, submission_id: int, requested_by: str, per_hour: int = 0) -> JobInfo:
+        """Add a grading job. ``per_hour`` > 0 caps the gradings a student's own submissions
+        get per assignment in any hour: later ones wait (``not_before``), they are never dropped."""
+        now = datetime.now(UTC)
+        with self.session.begin() as db:
+            sub = db.get(Submission, submission_id)
+            if sub is None:
+                raise KeyError(f"no submission {submission_id}")
+            not_before, message = now, ""
+            if per_hour > 0 and requested_by == sub.student:
+                earlier = db.scalars(select(Job.not_before).where(
+                    Job.student == sub.student, Job.course == sub.course, Job.assignment == sub.assignment,
+                    Job.requested_by == sub.student).order_by(Job.not_before.desc()).limit(per_hour)).all()
+                if len(earlier) == per_hour and _utc(earlier[-1]) + timedelta(hours=1) > now:
+                    not_before = _utc(earlier[-1]) + timedelta(hours=1)
+                    message = (f"this assignment grades at most {per_hour} submission(s) per hour; "
+                               f"this one is graded after {not_before:%H:%M} UTC")
+            job = Job(submission_id=sub.id, course=sub.course, assignment=sub.assignment, student=sub.student,
+                      requested_by=requested_by, state="queued", enqueued_at=now, not_before=not_before,
+                      message=message)
+            db.add(job)
+            db.flush()
+            return _job_info(job)
+
+    def claim(self, worker: str, lease: float, job_id: int | None = None) -> JobInfo | None:
+        """Take the oldest due job (or ``job_id``): queued, or grading with a lapsed lease."""
+        now = datetime.now(UTC)
+        with self.session.begin() as db:
+            query = select(Job).where(
+                ((Job.state == "queued") & (Job.not_before <= now))
+                | ((Job.state == "grading") & (Job.lease_until < now)))
+            if job_id is not None:
+                query = query.where(Job.id == job_id)
+            job = db.scalars(query.order_by(Job.not_before, Job.id).limit(1)).first()
+            if job is None:
+                return None
+            if job.attempt >= MAX_ATTEMPTS:  # it crashed its worker every time: record that and move on
+                job.state, job.finished_at = "failed", now
+                job.message = (f"grading was interrupted {job.attempt} times (the worker crashed or was "
+                               "killed); your instructor can regrade it")
+                return None
+            claimed = db.execute(update(Job).where(Job.id == job.id, Job.attempt == job.attempt).values(
+                state="grading", attempt=job.attempt + 1, worker=worker,
+                lease_until=now + timedelta(seconds=lease))).rowcount
+            if claimed != 1:  # another worker won the race
+                return None
+            db.refresh(job)
+            return _job_info(job)
+
+    def heartbeat(self, job: JobInfo, lease: float) -> bool:
+        """Extend the lease; False when the job was taken over (this attempt is stale)."""
+        with self.session.begin() as db:
+            return db.execute(update(Job).where(Job.id == job.id, Job.attempt == job.attempt,
+                                                Job.state == "grading").values(
+                lease_until=datetime.now(UTC) + timedelta(seconds=lease))).rowcount == 1
+
+    def finish(self, job: JobInfo, state: str, *, score: float, max_score: float, message: str,
+               result: str, feedback: dict[str, bytes]) -> bool:
+        """Record the outcome and publish the feedback in one transaction, fenced by the attempt."""
+        now = datetime.now(UTC)
+        with self.session.begin() as db:
+            done = db.execute(update(Job).where(Job.id == job.id, Job.attempt == job.attempt,
+                                                Job.state == "grading").values(
+                state=state, score=score, max_score=max_score, message=message, result=result,
+                finished_at=now, lease_until=None)).rowcount == 1
+            if done:
+                for notebook, html in feedback.items():
+                    db.merge(Feedback(submission_id=job.submission_id, notebook=notebook, released_at=now,
+                                      html=html))
+            return done
+
+    def job(self, job_id: int) -> JobInfo | None:
+        with self.session() as db:
+            row = db.get(Job, job_id)
+            return _job_info(row) if row else None
+
+    def jobs(self, state: str | None = None) -> list[JobInfo]:
+        query = select(Job).order_by(Job.id)
+        if state:
+            query = query.where(Job.state == state)
+        with self.session() as db:
+            return [_job_info(j) for j in db.scalars(query)]
+
+    def job_result(self, job_id: int) -> str | None:
+        with self.session() as db:
+            row = db.get(Job, job_id)
+            return row.result if row else None
+
+    def latest_submissions(self, course: str, assignment: str) -> list[SubmissionInfo]:
+        """Each student's newest submission of ``assignment``."""
+        latest: dict[str, SubmissionInfo] = {}
+        for s in self.submissions(course, assignment):
+            latest[s.student] = s  # ordered by server time, so the last one wins
+        return [latest[k] for k in sorted(latest)]
+
+    def newer_graded(self, job: JobInfo) -> bool:
+        """True when a later submission of the same student and assignment is already graded."""
+        with self.session() as db:
+            return db.scalar(select(func.count()).select_from(Job).where(
+                Job.student == job.student, Job.course == job.course, Job.assignment == job.assignment,
+                Job.submission_id > job.submission_id, Job.state == "graded")) > 0
+
+    @staticmethod
+    def _latest_jobs(db, submission_ids: list[int]) -> dict[int, JobInfo]:
+        if not submission_ids:
+            return {}
+        jobs: dict[int, JobInfo] = {}
+        for job in db.scalars(select(Job).where(Job.submission_id.in_(submission_ids)).order_by(Job.id)):
+            jobs[job.submission_id] = _job_info(job)
+        return jobs
 
 
 def _utc(when: datetime) -> datetime:

@@ -9,6 +9,7 @@ command -v bwrap >/dev/null 2>&1 || needed+=(bubblewrap)    # the grading sandbo
 command -v npm >/dev/null 2>&1 || needed+=(npm)             # configurable-http-proxy
 if [ "$purpose" = test ]; then
   command -v chromium >/dev/null 2>&1 || needed+=(chromium) # browser tests (Playwright)
+  command -v redis-server >/dev/null 2>&1 || needed+=(redis-server) # the Celery queue backend's tests
 fi
 if [ ${#needed[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then

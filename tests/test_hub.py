@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -84,13 +85,31 @@ def course_flow(hub: Hub, people: dict[str, Session]) -> dict:
     saved = alice.request("PUT", path, json={"type": "notebook", "format": "json", "content": reference})
     assert saved.status_code == 200, saved.text
     _action(alice, "submit")
+    # graded on submit by the exchange's worker: no instructor acts
+    seen["statuses"] = _wait_for_grading(alice)
+    after = _action(alice, "fetch_feedback")["value"]
+    seen["submitted"] = [s for a in after if a["status"] == "submitted" for s in a["submissions"]]
 
+    # the instructor's own path still works: collect, regrade from the command line, release
     seen["collect"] = _ok(ines.post(f"{FORMGRADER}/api/assignment/{ASSIGNMENT}/collect"))
     seen["autograde"] = hub.cli("autograde", f"{COURSE}/{ASSIGNMENT}", check=False)
     seen["release_feedback"] = _ok(ines.post(f"{FORMGRADER}/api/assignment/{ASSIGNMENT}/release_feedback"))
-    after = _action(alice, "fetch_feedback")["value"]
-    seen["submitted"] = [s for a in after if a["status"] == "submitted" for s in a["submissions"]]
     return seen
+
+
+def _wait_for_grading(student: Session, timeout: float = 400) -> list[str]:
+    """What the student's assignment list shows for the submission, until grading ends."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listing = _ok(student.get(f"/user/{student.username}/assignments", params={"course_id": COURSE}))["value"]
+        labels = [s["timestamp"] for a in listing if a["status"] == "submitted" for s in a["submissions"]]
+        if labels and labels[-1] not in seen:
+            seen.append(labels[-1])
+        if labels and any(word in labels[-1] for word in ("graded:", "failed:")):
+            return seen
+        time.sleep(2)
+    raise AssertionError(f"not graded within {timeout} s: {seen}")
 
 
 def test_student_server_runs_tensorflow(course_flow: dict) -> None:
@@ -100,6 +119,20 @@ def test_student_server_runs_tensorflow(course_flow: dict) -> None:
 def test_instructor_releases_and_student_fetches(course_flow: dict) -> None:
     assert (ASSIGNMENT, "released") in course_flow["listed"]
     assert course_flow["fetched"] == 200
+
+
+def test_graded_on_submit_and_the_student_sees_status_and_score(course_flow: dict) -> None:
+    statuses = course_flow["statuses"]
+    assert statuses[-1].endswith("· graded: 15 / 15"), statuses
+    assert all(any(state in label for state in ("queued", "grading", "graded")) for label in statuses), statuses
+
+
+def test_instructor_regrades_but_students_cannot(course_flow: dict, people: dict[str, Session]) -> None:
+    path = f"{EXCHANGE}/courses/{COURSE}/assignments/{ASSIGNMENT}/grade"
+    assert people["alice"].post(path).status_code == 403
+    regrade = people["ines"].post(path)
+    assert regrade.status_code == 202, regrade.text
+    assert [job["state"] for job in regrade.json()] == ["queued"]
 
 
 def test_collected_and_graded_with_deepgrade(course_flow: dict, hub: Hub) -> None:
@@ -240,6 +273,22 @@ def test_browser_student_fetches_and_opens_the_assignment(browser, hub: Hub, cou
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
     page.get_by_role("heading", name="Introducing Keras").first.wait_for()
     page.screenshot(path=str(ARTIFACTS / "student-notebook.png"))
+    page.close()
+
+
+def test_browser_student_sees_the_score_of_her_submission(browser, hub: Hub, course_flow: dict) -> None:
+    page = _sign_in(browser, hub, "alice")
+    page.wait_for_url("**/user/alice/lab**")
+    page.wait_for_selector(".jp-LabShell")
+    page.get_by_text("Nbgrader", exact=True).click()
+    page.get_by_text("Assignment List", exact=True).click()
+    submitted = page.locator("#submitted_assignments_list")
+    try:
+        submitted.get_by_text(ASSIGNMENT).first.wait_for()
+        page.wait_for_function("document.querySelector('#submitted_assignments_list').textContent"
+                               ".includes('graded: 15 / 15')")
+    finally:
+        page.screenshot(path=str(ARTIFACTS / "student-graded.png"))
     page.close()
 
 

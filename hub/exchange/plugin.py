@@ -118,8 +118,8 @@ class Submit(ServiceExchange, abc.ExchangeSubmit):
         archive = pack(folder, patterns=("*.ipynb",))
         info = self.call("POST", f"courses/{self.course}/submissions",
                          params={"assignment": assignment}, data=archive).json()
-        self.log.info("Submitted %s as #%s at %s (server time)", assignment, info["id"],
-                      self.format_time(info["timestamp"]))
+        self.log.info("Submitted %s as #%s at %s (server time); grading: %s", assignment, info["id"],
+                      self.format_time(info["timestamp"]), (info.get("grading") or {}).get("status", "not queued"))
 
 
 class Collect(ServiceExchange, abc.ExchangeCollect):
@@ -229,9 +229,11 @@ class List(ServiceExchange, abc.ExchangeList):
                               "local_feedback_path": str(local / f"{nb}.html"), "feedback_updated": False}
                              for nb in s["feedback"]]
                 has_local = bool(notebooks) and all(nb["has_local_feedback"] for nb in notebooks)
+                # nbgrader's assignment list shows this text as is: the student reads the grading's state there
+                label = f"{timestamp} · {s['grading']['status']}" if s.get("grading") else timestamp
                 groups.setdefault((course, s["student_id"], s["assignment_id"]), []).append({
                     "course_id": course, "student_id": s["student_id"], "assignment_id": s["assignment_id"],
-                    "status": "submitted", "timestamp": timestamp, "submission_id": s["id"],
+                    "status": "submitted", "timestamp": label, "submission_id": s["id"], "grading": s.get("grading"),
                     "notebooks": notebooks, "has_exchange_feedback": bool(s["feedback"]),
                     "has_local_feedback": has_local, "feedback_updated": False,
                     "local_feedback_path": str(local) if has_local else None,

@@ -8,7 +8,10 @@ identity, never a field in the request, decides what it may do:
 - an instructor of the course, or the course's formgrader service, releases, collects
   and returns feedback.
 
-The server's clock dates each submission, and each submission is a new row.
+The server's clock dates each submission, and each submission is a new row. Each
+submission is put in the grading queue at once; its latest job's state (queued, grading,
+graded, failed with a reason) and score come back with every listing, and the feedback
+is published when grading ends. Instructors may regrade a submission or an assignment.
 """
 
 from __future__ import annotations
@@ -24,23 +27,32 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
-from hub.store import CourseStore, SubmissionInfo, notebooks_in
+from hub.queue import GradingQueue, default_queue
+from hub.store import CourseStore, JobInfo, SubmissionInfo, notebooks_in
 
 log = logging.getLogger("deepgrade.exchange")
 NAME = r"([A-Za-z0-9][A-Za-z0-9._-]{0,127})"
 
 
+def job_model(job: JobInfo | None) -> dict[str, Any] | None:
+    if job is None:
+        return None
+    return {"job": job.id, "state": job.state, "score": job.score, "max_score": job.max_score,
+            "message": job.message, "attempt": job.attempt, "status": job.describe()}
+
+
 def submission_model(s: SubmissionInfo) -> dict[str, Any]:
     return {"id": s.id, "course_id": s.course, "assignment_id": s.assignment, "student_id": s.student,
-            "timestamp": s.submitted_at.isoformat(), "feedback": list(s.feedback)}
+            "timestamp": s.submitted_at.isoformat(), "feedback": list(s.feedback), "grading": job_model(s.grading)}
 
 
 class ExchangeHandler(HubAuthenticated, web.RequestHandler):
     """Base: resolves the caller and their role in the course."""
 
-    def initialize(self, store: CourseStore, hub_auth: HubAuth) -> None:
+    def initialize(self, store: CourseStore, hub_auth: HubAuth, queue: GradingQueue) -> None:
         self.store = store
         self.hub_auth = hub_auth
+        self.queue = queue
 
     def check_xsrf_cookie(self) -> None:  # token-authenticated API, no cookies involved
         pass
@@ -155,8 +167,9 @@ class SubmissionsHandler(ExchangeHandler):
             info = self.store.submit(course, assignment, me, self.request.body)
         except ValueError as exc:
             raise web.HTTPError(400, str(exc)) from None
-        log.info("%s submitted %s/%s as #%d", me, course, assignment, info.id)
-        self.send_json(submission_model(info), status=201)
+        job = self.queue.submit(info.id, me)  # stored first, so a queue failure loses nothing
+        log.info("%s submitted %s/%s as #%d (grading job %d)", me, course, assignment, info.id, job.id)
+        self.send_json({**submission_model(info), "grading": job_model(job)}, status=201)
 
 
 class SubmissionHandler(ExchangeHandler):
@@ -191,16 +204,38 @@ class FeedbackHandler(SubmissionHandler):
         self.send_json({"submission": row.id, "notebook": notebook})
 
 
-def make_app(store: CourseStore | None = None, prefix: str | None = None) -> web.Application:
+class RegradeSubmissionHandler(SubmissionHandler):
+    @web.authenticated
+    def post(self, course: str, submission_id: str) -> None:
+        self.require(course, "instructor")
+        row = self.owned(course, submission_id)
+        job = self.queue.submit(row.id, self.caller["name"])
+        self.send_json(job_model(job), status=202)
+
+
+class RegradeAssignmentHandler(ExchangeHandler):
+    @web.authenticated
+    def post(self, course: str, assignment: str) -> None:
+        """Regrade each student's newest submission of ``assignment``."""
+        self.require(course, "instructor")
+        jobs = [self.queue.submit(s.id, self.caller["name"]) for s in self.store.latest_submissions(course, assignment)]
+        self.send_json([job_model(j) for j in jobs], status=202)
+
+
+def make_app(store: CourseStore | None = None, prefix: str | None = None,
+             queue: GradingQueue | None = None) -> web.Application:
     prefix = prefix or os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/exchange/")
-    settings = {"store": store or CourseStore(), "hub_auth": HubAuth(cache_max_age=30)}
+    store = store or CourseStore()
+    settings = {"store": store, "hub_auth": HubAuth(cache_max_age=30), "queue": queue or default_queue(store=store)}
     api = url_path_join(prefix, "api")
     routes = [
         (r"/courses", CoursesHandler),
         (rf"/courses/{NAME}/assignments", AssignmentsHandler),
         (rf"/courses/{NAME}/assignments/{NAME}", AssignmentHandler),
+        (rf"/courses/{NAME}/assignments/{NAME}/grade", RegradeAssignmentHandler),
         (rf"/courses/{NAME}/submissions", SubmissionsHandler),
         (rf"/courses/{NAME}/submissions/(\d+)", SubmissionHandler),
+        (rf"/courses/{NAME}/submissions/(\d+)/grade", RegradeSubmissionHandler),
         (rf"/courses/{NAME}/submissions/(\d+)/feedback/{NAME}", FeedbackHandler),
     ]
     return web.Application([(api + path, handler, settings) for path, handler in routes])
@@ -212,7 +247,12 @@ def main() -> None:
     from urllib.parse import urlparse
 
     parsed = urlparse(url)
-    HTTPServer(make_app()).listen(parsed.port or 80, parsed.hostname or "127.0.0.1")
+    store = CourseStore()
+    queue = default_queue(store=store)
+    workers = int(os.environ.get("DEEPGRADE_WORKERS", "1"))
+    if workers and os.environ.get("DEEPGRADE_QUEUE", "database") == "database":
+        queue.start(workers)  # the embedded default: graders run beside the exchange
+    HTTPServer(make_app(store, queue=queue)).listen(parsed.port or 80, parsed.hostname or "127.0.0.1")
     log.info("exchange listening on %s", url)
     IOLoop.current().start()
 

@@ -1,0 +1,21 @@
+"""The benchmarks are not timed tests: this only runs their smoke versions, so their code keeps working."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_grading_benchmark_smoke() -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "grading.py"), "--smoke"], capture_output=True,
+                          text=True, timeout=900, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for line in ("sandbox start", "raw nbclient execution", "nbgrader autograde", "speed-up of 2 workers over 1"):
+        assert line in proc.stdout, proc.stdout
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["raw"] > 0 and summary["deepgrade"] > summary["sandbox_start"] > 0
+    assert [run["workers"] for run in summary["throughput"]] == [1, 2]
