@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,7 +99,9 @@ def record(assignment: Assignment, student: str, grade_cells: dict[str, float],
     root = root or course_root(assignment.course)
     root.mkdir(parents=True, exist_ok=True)
     timestamp = timestamp or datetime.now(UTC)
-    with _locked(root / ".gradebook.lock"):
+    with _locked(root / ".gradebook.lock"), warnings.catch_warnings():
+        # nbgrader's own session handling warns about autoflush on every new submission
+        warnings.filterwarnings("ignore", message=".*not in session.*")
         if not _in_gradebook(root, assignment):
             generate(assignment, root)
         with _nbgrader_env(), Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id=assignment.course) as gb:
