@@ -140,13 +140,21 @@ _HINTS = {
 
 
 def _load_model(path: Path, name: str) -> Any:
+    import zipfile
+
     import keras
 
+    if not zipfile.is_zipfile(path):  # a .keras file is a zip archive; anything else was put there by hand
+        raise CheckFailure(f"the model '{name}' is not a Keras archive (the exported file was replaced or "
+                           "damaged); it was refused without being opened",
+                           hint="save a standard Keras model; do not replace the exported file",
+                           measured="not a .keras archive")
     try:
         return keras.models.load_model(path, safe_mode=True)
     except Exception as exc:
         text = str(exc)
-        if "safe_mode" in text or "Lambda" in text:
+        # Keras refuses Lambda bytecode in safe mode, and any class it does not know by name.
+        if "safe_mode" in text or "Lambda" in text or "Could not locate" in text:
             raise CheckFailure(
                 f"the model '{name}' contains code that cannot be loaded safely (a Lambda layer or a custom object)",
                 hint="build the model from standard Keras layers only", measured="unsafe model",

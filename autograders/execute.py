@@ -1,10 +1,16 @@
 """Execute a submitted notebook: run *inside* the sandbox, with nbclient and the kernel together.
 
-``python -m autograders.execute WORKDIR --seed N --cell-timeout S`` reads
+``python -m autograders.execute WORKDIR --seed N --cell-timeout S --output-limit C`` reads
 ``WORKDIR/submission.ipynb``, seeds the kernel, runs every code cell (errors do not stop
 the run; a cell past its time limit is interrupted and the run goes on) and writes, after
 every cell, the executed notebook and ``cells.json``: per autograder cell, whether it ran and
 the first error raised before it. Artifacts land in ``WORKDIR/artifacts`` through ``export``.
+
+The notebook keeps at most C characters of output in all (each output at most 20,000): output
+past the budget is dropped as it arrives, so a notebook that prints gigabytes costs no memory,
+and one note says so. ``execution.json`` records the output count and, if the kernel died (for
+example killed at the memory limit), the cell it died in. Everything here runs in the sandbox,
+so the runner treats these files as claims for messages, never as scores.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +29,10 @@ from autograders.export import EXPORT_DIR_ENV
 
 EXECUTED = "executed.ipynb"
 SUBMISSION = "submission.ipynb"
+EXECUTION_FILE = "execution.json"
 MAX_OUTPUT_CHARS = 20_000
+DEFAULT_OUTPUT_LIMIT = 2_000_000
+KERNEL_DIED_EXIT = 3
 
 PREAMBLE = """\
 import os as _os
@@ -55,11 +65,17 @@ def grade_id(cell: Any) -> str | None:
 class _Tracker:
     """Follows execution cell by cell and saves progress, so a killed run still leaves evidence."""
 
-    def __init__(self, nb: Any, workdir: Path):
+    def __init__(self, nb: Any, workdir: Path, output_limit: int = DEFAULT_OUTPUT_LIMIT):
         self.nb = nb
         self.workdir = workdir
         self.cells: dict[str, dict[str, Any]] = {}
         self.cause: tuple[str, str] | None = None  # first error since the previous autograder cell
+        self.budget = OutputBudget(output_limit)
+        self.current: str | None = None  # the cell running now
+        self.kernel_died_in: str | None = None
+
+    def on_cell_execute(self, cell: Any, cell_index: int, **_: Any) -> None:
+        self.current = None if cell_index == 0 else _cell_name(cell, cell_index)
 
     def on_cell_executed(self, cell: Any, cell_index: int, execute_reply: Any, **_: Any) -> None:
         if cell_index == 0:  # the preamble is ours, not the student's
@@ -71,7 +87,7 @@ class _Tracker:
             cell.setdefault("outputs", []).append(nbformat.v4.new_output(
                 "error", ename="CellTimeout", evalue=reply.get("evalue", ""), traceback=[]))
         error = f"{errors[0].get('ename')}: {str(errors[0].get('evalue'))[:300]}" if errors else None
-        name = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or f"cell {cell_index}"
+        name = _cell_name(cell, cell_index)
         gid = grade_id(cell)
         if gid:
             # Report the root cause: an earlier failing cell explains this cell's NameError.
@@ -85,11 +101,82 @@ class _Tracker:
 
     def save(self) -> None:
         (self.workdir / CELLS_FILE).write_text(json.dumps(self.cells, indent=1))
+        (self.workdir / EXECUTION_FILE).write_text(json.dumps(
+            {**self.budget.report(), "kernel_died_in": self.kernel_died_in}, indent=1))
         executed = nbformat.from_dict(dict(self.nb))
         executed.cells = list(self.nb.cells[1:])
         tmp = self.workdir / (EXECUTED + ".tmp")
         nbformat.write(executed, tmp)
         tmp.replace(self.workdir / EXECUTED)
+
+
+def _cell_name(cell: Any, cell_index: int) -> str:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or f"cell {cell_index}"
+
+
+class OutputBudget:
+    """The characters of output the whole notebook may keep; what arrives past it is dropped."""
+
+    def __init__(self, limit: int):
+        self.limit = max(0, int(limit))
+        self.kept = 0
+        self.dropped = 0  # outputs dropped or cut
+        self.noted = False
+
+    def note(self) -> Any:
+        return nbformat.v4.new_output(
+            "stream", name="stderr",
+            text=f"\n[deepgrade] the notebook's output reached the limit of {self.limit:,} characters; "
+                 "further output was dropped (print less, for example with verbose=0)\n")
+
+    def admit(self, outs: list[Any], out: Any, display_id: str | None = None) -> None:
+        """``out`` was just appended to ``outs``: keep it, cut it, or drop it."""
+        if out.get("output_type") == "error":  # errors stay (the grader reports them), kept short
+            out["traceback"] = list(out.get("traceback", []))[-20:]
+            out["evalue"] = str(out.get("evalue", ""))[:2000]
+            return
+        size = _output_size(out)
+        left = 0 if self.noted else self.limit - self.kept
+        if size <= left:
+            self.kept += size
+            return
+        self.dropped += 1
+        if left > 0 and isinstance(out.get("text"), str):
+            out["text"] = out["text"][:left]
+            self.kept += left
+        elif display_id:  # nbclient remembers its index for later updates: empty it, keep its place
+            out["data"], out["metadata"] = {"text/plain": ""}, {}
+        elif outs and outs[-1] is out:
+            outs.pop()
+        if not self.noted:
+            outs.append(self.note())
+            self.noted = True
+
+    def report(self) -> dict[str, Any]:
+        return {"output_limit": self.limit, "output_chars": self.kept, "outputs_dropped": self.dropped}
+
+
+def _output_size(out: Any) -> int:
+    if isinstance(out.get("text"), str):
+        return len(out["text"])
+    data = out.get("data") or {}
+    return sum(len(v) if isinstance(v, str) else len(json.dumps(v, default=str)) for v in data.values())
+
+
+def _client_class() -> type:
+    """nbclient's client with every output counted against the budget as it arrives."""
+    from nbclient import NotebookClient
+
+    class BudgetClient(NotebookClient):
+        budget: OutputBudget | None = None
+
+        def output(self, outs, msg, display_id, cell_index):
+            out = super().output(outs, msg, display_id, cell_index)
+            if out is not None and self.budget is not None:
+                self.budget.admit(outs, out, display_id)
+            return out
+
+    return BudgetClient
 
 
 def _truncate_outputs(cell: Any) -> None:
@@ -99,25 +186,36 @@ def _truncate_outputs(cell: Any) -> None:
             output["text"] = text[:MAX_OUTPUT_CHARS] + f"\n[... output truncated at {MAX_OUTPUT_CHARS} characters]\n"
 
 
-def execute(workdir: Path, seed: int, cell_timeout: int) -> None:
-    from nbclient import NotebookClient
+def execute(workdir: Path, seed: int, cell_timeout: int, output_limit: int = DEFAULT_OUTPUT_LIMIT) -> int:
+    """Run the notebook; 0 when every cell was run, ``KERNEL_DIED_EXIT`` when the kernel died."""
+    from nbclient.exceptions import DeadKernelError
 
     nb = nbformat.read(workdir / SUBMISSION, as_version=4)
     nb.cells.insert(0, nbformat.v4.new_code_cell(preamble(nb, seed)))
-    tracker = _Tracker(nb, workdir)
+    tracker = _Tracker(nb, workdir, output_limit)
     os.environ[EXPORT_DIR_ENV] = str(workdir / "artifacts")
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ["PYTHONHASHSEED"] = str(seed)
-    client = NotebookClient(
+    client = _client_class()(
         nb, timeout=cell_timeout, allow_errors=True, interrupt_on_timeout=True,
         error_on_timeout={"ename": "CellTimeout",
                           "evalue": f"the cell was stopped after {cell_timeout} s (the assignment's per-cell limit)",
                           "traceback": []},
         kernel_name="python3", resources={"metadata": {"path": str(workdir)}},
-        on_cell_executed=tracker.on_cell_executed, startup_timeout=120,
+        on_cell_execute=tracker.on_cell_execute, on_cell_executed=tracker.on_cell_executed, startup_timeout=120,
     )
-    client.execute()
+    client.budget = tracker.budget
+    try:
+        client.execute()
+    except DeadKernelError:
+        # Killed from outside (usually at the memory limit): what ran so far is kept and graded.
+        tracker.kernel_died_in = tracker.current or "the kernel's start"
+        tracker.save()
+        print(f"the kernel died while running {tracker.kernel_died_in}; the cells after it did not run",
+              file=sys.stderr)
+        return KERNEL_DIED_EXIT
     tracker.save()
+    return 0
 
 
 def main() -> None:
@@ -125,8 +223,10 @@ def main() -> None:
     parser.add_argument("workdir", type=Path)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cell-timeout", type=int, default=300)
+    parser.add_argument("--output-limit", type=int, default=DEFAULT_OUTPUT_LIMIT,
+                        help="characters of output the whole notebook keeps")
     args = parser.parse_args()
-    execute(args.workdir, args.seed, args.cell_timeout)
+    sys.exit(execute(args.workdir, args.seed, args.cell_timeout, args.output_limit))
 
 
 if __name__ == "__main__":

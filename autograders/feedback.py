@@ -106,7 +106,9 @@ def write_feedback(result: dict[str, Any], executed: Path, assignment: Assignmen
             import nbformat
             from nbconvert import HTMLExporter
 
-            body, _ = HTMLExporter(template_name="lab").from_notebook_node(nbformat.read(executed, as_version=4))
+            # sanitize_html: the student's HTML, Markdown and SVG must not run scripts in a reader's browser
+            exporter = HTMLExporter(template_name="lab", sanitize_html=True)
+            body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
             page = body.replace("<body", "<body data-deepgrade", 1)
             start = page.index(">", page.index("<body")) + 1
             page = page[:start] + summary + page[start:]

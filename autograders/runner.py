@@ -19,17 +19,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import nbformat
 
+from autograders.artifacts import CELLS_FILE
 from autograders.assignment import Assignment, repo_root
-from autograders.execute import EXECUTED, SUBMISSION, grade_id
+from autograders.execute import EXECUTED, EXECUTION_FILE, SUBMISSION, grade_id
 from autograders.results import CheckResult
-from autograders.sandbox import Sandbox, default_sandbox
+from autograders.sandbox import Sandbox, default_sandbox, thread_env
 
 RESULT = "result.json"
 
@@ -176,6 +177,9 @@ def _fresh(cell: Any) -> Any:
 
 
 class ExecuteInSandbox(Step):
+    """Run the notebook in the sandbox under the assignment's limits; every limit it hit, and
+    every one this sandbox could not enforce, is recorded (the first in the message too)."""
+
     name = "execute"
 
     def __call__(self, g: Grading) -> None:
@@ -190,24 +194,42 @@ class ExecuteInSandbox(Step):
         readonly = [repo_root() / "autograders", repo_root() / "datasets", public_data_root()]
         run = sandbox.run(
             [sys.executable, "-m", "autograders.execute", str(work), "--seed", str(g.seed),
-             "--cell-timeout", str(limits.cell_timeout)],
+             "--cell-timeout", str(limits.cell_timeout), "--output-limit", str(limits.output)],
             workdir=work, readonly=readonly, timeout=limits.time, limits=limits,
             env={"DEEPGRADE_PUBLIC_DATA": str(public_data_root()), "TF_CPP_MIN_LOG_LEVEL": "3",
-                 "PYTHONPATH": str(repo_root())},
+                 "PYTHONPATH": str(repo_root()), **thread_env(limits)},
         )
-        g.execution.update(returncode=run.returncode, timed_out=run.timed_out, seconds=round(run.duration, 2))
-        cells = json.loads((work / "cells.json").read_text()) if (work / "cells.json").exists() else {}
+        g.execution.update(returncode=run.returncode, timed_out=run.timed_out, seconds=round(run.duration, 2),
+                           limits=asdict(limits), limits_exceeded=list(run.exceeded),
+                           limits_not_enforced=list(run.unenforced), usage=dict(run.usage))
+        # Written inside the sandbox, so possibly forged or garbage: used for messages only.
+        cells = _json_dict(work / CELLS_FILE)
+        cells = {gid: c for gid, c in cells.items() if isinstance(c, dict)}
         g.execution["cells"] = cells
+        outputs = _json_dict(work / EXECUTION_FILE)
+        notes = list(run.exceeded)
         if run.timed_out:
-            g.message = (f"killed after {limits.time} s: the notebook did not finish within the assignment's "
+            notes.append(f"killed after {limits.time} s: the notebook did not finish within the assignment's "
                          "time limit; checks ran on what it exported before that")
         elif run.returncode != 0:
             tail = run.stderr.strip().splitlines()[-1:] or ["no output"]
-            g.message = f"the notebook runner stopped with exit code {run.returncode}: {tail[0][:300]}"
+            notes.append(f"the notebook runner stopped with exit code {run.returncode}: {tail[0][:300]}")
         timeouts = [gid for gid, c in cells.items() if str(c.get("error", "")).startswith("CellTimeout")]
         if timeouts:
-            g.message = (g.message + " " if g.message else "") + (
-                f"cell(s) stopped after {limits.cell_timeout} s: {', '.join(timeouts)}")
+            notes.append(f"cell(s) stopped after {limits.cell_timeout} s: {', '.join(timeouts)}")
+        if outputs.get("outputs_dropped"):
+            notes.append(f"output limit: the notebook printed more than {limits.output:,} characters; "
+                         "the rest was dropped (the executed notebook shows where)")
+        if notes:
+            g.message = "; ".join(([g.message] if g.message else []) + notes)
+
+
+def _json_dict(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def public_data_root() -> Path:

@@ -4,18 +4,29 @@ A sandbox runs one command for one submission with a private writable work direc
 a read-only view of what the command needs, and a wall-clock limit. It is never reused.
 ``BubblewrapSandbox`` (the Linux default) adds no network, separate PID/IPC namespaces,
 dropped capabilities and a whitelist of visible paths, so hidden tests and hidden data
-simply do not exist inside. ``ProcessSandbox`` isolates nothing and says so in every result.
+simply do not exist inside. It also enforces the assignment's resource limits: a private
+cgroup per run caps memory and processes (cgroup v1 or v2), ``prlimit`` caps the size of any
+one file and forbids core dumps, and a watchdog caps what the run writes to its work
+directory. ``ProcessSandbox`` isolates nothing and says so in every result.
+
+Every run reports, in plain sentences, each limit it hit (``SandboxRun.exceeded``) and each
+limit it could not enforce on this machine (``SandboxRun.unenforced``): a limit is never
+ignored silently.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +34,8 @@ from traitlets import Bool, Integer, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from autograders.assignment import Limits
+
+MIB = 2**20
 
 
 @dataclass
@@ -33,47 +46,174 @@ class SandboxRun:
     stdout: str
     stderr: str
     exceeded: list[str] = field(default_factory=list)  # clear sentences, one per resource limit that was hit
+    unenforced: list[str] = field(default_factory=list)  # limits this backend could not enforce here, and why
+    usage: dict[str, float] = field(default_factory=dict)  # measured peaks (memory_mib, pids) where known
+
+
+# The sentences a student reads when a limit stops their notebook (backends share them).
+def memory_exceeded(limits: Limits) -> str:
+    return (f"stopped: the notebook used more than {limits.memory} MiB of memory (the assignment's memory "
+            "limit), so the biggest process (usually the kernel) was killed; cells after that did not run")
+
+
+def pids_exceeded(limits: Limits) -> str:
+    return (f"process limit reached: the notebook tried to start more than {limits.pids} processes or threads "
+            "at once (the assignment's limit), so starting another one failed")
+
+
+def disk_exceeded(limit_mib: int) -> str:
+    return (f"stopped: the notebook wrote more than {limit_mib} MiB (or too many files) to its work directory "
+            "(the disk limit), so it was killed")
+
+
+def file_size_exceeded(limit_mib: int, names: list[str]) -> str:
+    return (f"file size limit: {', '.join(names[:3])} reached {limit_mib} MiB, the largest file a notebook "
+            "may write; writing stopped there")
+
+
+def thread_env(limits: Limits) -> dict[str, str]:
+    """Environment that sizes the thread pools of numerical libraries to the CPU limit.
+
+    TensorFlow, OpenBLAS and MKL start about one thread per visible core in each pool (TF 2.21:
+    about 4 per core), so on a 64-core grading machine a Keras notebook alone would pass the
+    default limit of 256 processes and threads. Sized from ``limits.cpus`` (at least 2), the count
+    no longer depends on the machine."""
+    n = str(max(2, math.ceil(limits.cpus)))
+    return {key: n for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                               "TF_NUM_INTEROP_THREADS", "TF_NUM_INTRAOP_THREADS")}
+
+
+class Confinement:
+    """Resource limits around one run: an argv prefix, a watchdog, and a report afterwards.
+
+    The base class enforces nothing and says so; backends return subclasses from
+    :meth:`Sandbox.confine`. Used as a context manager: setup on enter, cleanup on exit.
+    """
+
+    def __init__(self, limits: Limits, unenforced: list[str] | None = None):
+        self.limits = limits
+        self.prefix: list[str] = []
+        self.unenforced: list[str] = list(unenforced or [])
+        self.usage: dict[str, float] = {}
+
+    def __enter__(self) -> Confinement:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def poll(self) -> str | None:
+        """Called about once a second while the command runs: a sentence to kill it now, or None."""
+        return None
+
+    def stop(self) -> None:
+        """Kill whatever the command left behind (after its process group was killed)."""
+
+    def exceeded(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        """Release what setup created."""
 
 
 class Sandbox(LoggingConfigurable):
-    """Base class: subclasses build the argv that wraps the command."""
+    """Base class: subclasses build the argv that wraps the command (and may confine it)."""
 
     isolation = Unicode("none", help="Short label recorded in every result.")
     development_only = Bool(False, help="True when results must be labelled as not isolated.")
-    output_limit = Integer(1_000_000, help="Bytes of stdout/stderr kept from the sandboxed command.").tag(config=True)
+    output_limit = Integer(1_000_000, help="Bytes of stdout/stderr kept from the sandboxed command "
+                                           "(the tail; the rest is read and dropped).").tag(config=True)
 
     def wrap(self, argv: list[str], *, workdir: Path, readonly: list[Path], env: dict[str, str],
              limits: Limits | None = None) -> list[str]:
         raise NotImplementedError
 
+    def confine(self, limits: Limits, workdir: Path) -> Confinement:
+        """The resource limits this backend can put around one run (the base class: none)."""
+        return Confinement(limits, [f"{what}: not enforced by the '{self.isolation}' sandbox"
+                                    for what in ("memory", "processes", "file size", "disk")])
+
     def run(self, argv: list[str], *, workdir: Path, readonly: list[Path], env: dict[str, str],
             timeout: float, limits: Limits | None = None) -> SandboxRun:
         """Run ``argv`` and kill its whole process group when ``timeout`` seconds pass.
 
-        ``limits`` (memory, pids, output, cpus, gpu) are enforced as far as the backend can;
-        each limit that was hit is reported in ``SandboxRun.exceeded``."""
-        full = self.wrap(argv, workdir=workdir, readonly=readonly, env=env, limits=limits)
-        start = time.monotonic()
-        proc = subprocess.Popen(full, cwd=workdir, env=self.base_env(env, workdir), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        timed_out = False
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc)
-            out, err = proc.communicate()
-        return SandboxRun(proc.returncode, timed_out, time.monotonic() - start,
-                          out[-self.output_limit:].decode(errors="replace"),
-                          err[-self.output_limit:].decode(errors="replace"))
+        ``limits`` (memory, pids, output, cpus, gpu; the defaults when None) are enforced as far
+        as the backend can; each limit that was hit is reported in ``SandboxRun.exceeded`` and
+        each one that could not be enforced in ``SandboxRun.unenforced``. Safe to call from
+        several threads at once: nothing here is shared between runs."""
+        limits = limits or Limits()
+        workdir = Path(workdir)
+        with self.confine(limits, workdir) as box:
+            full = box.prefix + self.wrap(argv, workdir=workdir, readonly=readonly, env=env, limits=limits)
+            start = time.monotonic()
+            proc = subprocess.Popen(full, cwd=workdir, env=self.base_env(env, workdir), stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+            out, err = _Tail(proc.stdout, self.output_limit), _Tail(proc.stderr, self.output_limit)
+            timed_out, killed_for = False, None
+            try:
+                while True:
+                    left = timeout - (time.monotonic() - start)
+                    if left <= 0:
+                        timed_out = True
+                        break
+                    try:
+                        proc.wait(timeout=min(1.0, left))
+                        break
+                    except subprocess.TimeoutExpired:
+                        killed_for = box.poll()
+                        if killed_for:
+                            break
+            finally:
+                if proc.poll() is None:  # timed out, a watchdog fired, or we were interrupted
+                    _kill_group(proc)
+                box.stop()
+                proc.wait()
+                out.join(10)
+                err.join(10)
+            duration = time.monotonic() - start
+            run = SandboxRun(proc.returncode, timed_out, duration, out.text(), err.text())
+            run.exceeded = ([killed_for] if killed_for else []) + box.exceeded()
+            run.unenforced = list(box.unenforced)
+            run.usage = dict(box.usage)
+        return run
 
     def base_env(self, env: dict[str, str], workdir: Path) -> dict[str, str]:
         keep = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TZ") if k in os.environ}
         return {**keep, "HOME": str(workdir), "PYTHONNOUSERSITE": "1", **env}
 
 
+class _Tail(threading.Thread):
+    """Reads a pipe to its end and keeps only the last ``limit`` bytes: a command that writes
+    gigabytes to its stdout costs the grader no memory."""
+
+    def __init__(self, pipe, limit: int):
+        super().__init__(daemon=True)
+        self.pipe, self.limit = pipe, max(0, limit)
+        self.buffer = bytearray()
+        self.dropped = 0
+        self.start()
+
+    def run(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            fd = self.pipe.fileno()
+            while chunk := os.read(fd, 1 << 16):
+                self.buffer += chunk
+                if len(self.buffer) > 2 * self.limit + (1 << 16):
+                    cut = len(self.buffer) - self.limit
+                    self.dropped += cut
+                    del self.buffer[:cut]
+        with contextlib.suppress(OSError):
+            self.pipe.close()
+
+    def text(self) -> str:
+        data = bytes(self.buffer[-self.limit:]) if self.limit else b""
+        dropped = self.dropped + len(self.buffer) - len(data)
+        prefix = f"[... {dropped} bytes dropped ...]\n" if dropped else ""
+        return prefix + data.decode(errors="replace")
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
 
 
@@ -88,7 +228,8 @@ class ProcessSandbox(Sandbox):
 
 
 class BubblewrapSandbox(Sandbox):
-    """Linux namespaces through bubblewrap: no network, only whitelisted paths, no capabilities."""
+    """Linux namespaces through bubblewrap: no network, only whitelisted paths, no capabilities,
+    and the assignment's memory, process, file-size and disk limits."""
 
     isolation = Unicode("bubblewrap")
     executable = Unicode("bwrap").tag(config=True)
@@ -96,6 +237,12 @@ class BubblewrapSandbox(Sandbox):
                         help="Read-only system paths every sandbox sees.").tag(config=True)
     network = Bool(False, help="Keep the host network (student servers must reach the hub); "
                                "grading sandboxes never do.").tag(config=True)
+    cgroup_root = Unicode("/sys/fs/cgroup", help="Where the cgroup hierarchies are mounted.").tag(config=True)
+    max_file_size = Integer(1024, help="MiB: the largest file the command may write (RLIMIT_FSIZE); "
+                                       "0 for no limit.").tag(config=True)
+    disk_limit = Integer(4096, help="MiB the command may write into its work directory in all; "
+                                    "0 for no limit.").tag(config=True)
+    max_files = Integer(50_000, help="Files and folders the work directory may hold.").tag(config=True)
 
     @classmethod
     def available(cls) -> bool:
@@ -125,6 +272,282 @@ class BubblewrapSandbox(Sandbox):
                  "--bind", str(workdir), str(workdir), "--chdir", str(workdir)]
         return [*args, "--", *argv]
 
+    def confine(self, limits: Limits, workdir: Path) -> Confinement:
+        box = CgroupConfinement(limits, workdir, root=Path(self.cgroup_root), max_file_size=self.max_file_size,
+                                disk_limit=self.disk_limit, max_files=self.max_files)
+        box.unenforced.append("cpus: not enforced by bubblewrap (the notebook may use every core of the "
+                              "grading machine)")
+        if limits.gpu:
+            box.unenforced.append("gpu: bubblewrap gives the notebook no GPU device; use the Docker sandbox")
+        return box
+
+
+class CgroupConfinement(Confinement):
+    """A private cgroup per run, below the grader's own (v1: one per controller; v2: one folder).
+
+    The command enters it before anything else runs, through ``sh -c 'echo $$ > cgroup.procs;
+    exec "$@"'`` (no ``preexec_fn``, so threads may start runs concurrently); ``prlimit`` then
+    sets RLIMIT_FSIZE (a file may not grow past ``max_file_size``) and RLIMIT_CORE (no core dumps).
+    Where a controller cannot be used (not root, not mounted, not delegated), the limit is
+    listed in ``unenforced`` with the reason, and RLIMIT_NPROC stands in for pids when it binds.
+    """
+
+    def __init__(self, limits: Limits, workdir: Path, *, root: Path = Path("/sys/fs/cgroup"),
+                 max_file_size: int = 1024, disk_limit: int = 4096, max_files: int = 50_000):
+        super().__init__(limits)
+        self.workdir, self.root = Path(workdir), Path(root)
+        self.max_file_size, self.disk_limit, self.max_files = max_file_size, disk_limit, max_files
+        self.name = f"deepgrade-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.groups: dict[str, Path] = {}  # controller -> the run's cgroup folder
+        self.v2: set[str] = set()          # controllers that live in a cgroup2 folder
+        self.created: list[Path] = []
+        self.pids_peak = 0
+        self._next_disk_check = 0.0
+
+    # -- setup --------------------------------------------------------------------------------
+    def __enter__(self) -> CgroupConfinement:
+        try:
+            self._setup()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _setup(self) -> None:
+        where = _own_cgroups(self.root)
+        for controller in ("memory", "pids"):
+            problem = self._create(controller, where.get(controller))
+            if problem:
+                self.unenforced.append(problem)
+        enter = " && ".join(f"echo $$ > {shlex.quote(str(p / 'cgroup.procs'))}"
+                            for p in dict.fromkeys(self.groups.values()))
+        script = ((f"{{ {enter}; }} || {{ echo 'deepgrade: could not enter the run cgroup' >&2; exit 125; }}; "
+                   if enter else "") + 'exec "$@"')
+        rlimits = ["--core=0"]
+        if self.max_file_size:
+            rlimits.append(f"--fsize={self.max_file_size * MIB}")
+        if "pids" not in self.groups and os.geteuid() != 0:
+            rlimits.append(f"--nproc={self.limits.pids}")
+            self.unenforced.append(f"processes: approximated by RLIMIT_NPROC={self.limits.pids}, which counts every "
+                                   "process of this user on the machine, not only this notebook's")
+        prlimit = shutil.which("prlimit")
+        if prlimit:
+            self.prefix = ["sh", "-c", script, "deepgrade-sandbox", prlimit, *rlimits, "--"]
+        else:
+            self.prefix = ["sh", "-c", script, "deepgrade-sandbox"]
+            self.unenforced.append("file size: not enforced (prlimit from util-linux is not installed)")
+        if not self.disk_limit:
+            self.unenforced.append("disk: no limit on what the notebook writes to its work directory")
+
+    def _create(self, controller: str, parent: tuple[Path, bool] | None) -> str | None:
+        what = "memory" if controller == "memory" else "processes"
+        if parent is None:
+            return (f"{what}: not enforced (no writable '{controller}' cgroup controller here)"
+                    + ("; RLIMIT_NPROC does not bind root" if controller == "pids" and os.geteuid() == 0 else ""))
+        folder, v2 = parent
+        try:
+            if v2:  # one folder holds every v2 controller
+                _enable_v2(folder, controller)
+                self.v2.add(controller)
+            target = folder / self.name
+            if target not in self.created:
+                target.mkdir()
+                self.created.append(target)
+            if controller == "memory":
+                limit = str(self.limits.memory * MIB)
+                _write(target / ("memory.max" if v2 else "memory.limit_in_bytes"), limit)
+                swap = target / ("memory.swap.max" if v2 else "memory.memsw.limit_in_bytes")
+                if swap.exists():  # swap may not stretch the limit
+                    _write(swap, "0" if v2 else limit)
+            else:
+                _write(target / "pids.max", str(self.limits.pids))
+        except OSError as exc:
+            return f"{what}: not enforced (could not set up a '{controller}' cgroup: {exc.strerror or exc})"
+        self.groups[controller] = target
+        return None
+
+    # -- while running ------------------------------------------------------------------------
+    def poll(self) -> str | None:
+        if "pids" in self.groups:
+            with contextlib.suppress(OSError, ValueError):
+                self.pids_peak = max(self.pids_peak, int(_read(self.groups["pids"] / "pids.current")))
+        now = time.monotonic()
+        if self.disk_limit and now >= self._next_disk_check:
+            started = time.monotonic()
+            size, files = _usage(self.workdir, self.max_files)
+            # Walking a big tree costs time: check less often when it is slow.
+            self._next_disk_check = now + max(2.0, 20 * (time.monotonic() - started))
+            if size > self.disk_limit * MIB or files > self.max_files:
+                return disk_exceeded(self.disk_limit)
+        return None
+
+    def stop(self) -> None:
+        """Kill every process left in the run's cgroups (a fork bomb may have escaped the group kill)."""
+        groups = list(dict.fromkeys(self.groups.values()))
+        deadline = time.monotonic() + 10
+        while groups and time.monotonic() < deadline:
+            alive = False
+            for folder in groups:
+                kill = folder / "cgroup.kill"
+                if kill.exists():
+                    with contextlib.suppress(OSError):
+                        _write(kill, "1")
+                for pid in _procs(folder):
+                    alive = True
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGKILL)
+            if not alive:
+                break
+            time.sleep(0.05)
+
+    # -- afterwards ---------------------------------------------------------------------------
+    def exceeded(self) -> list[str]:
+        found = []
+        memory, pids = self.groups.get("memory"), self.groups.get("pids")
+        if memory is not None:
+            events = _keyed(memory / ("memory.events" if "memory" in self.v2 else "memory.oom_control"))
+            if events.get("oom_kill", 0) > 0 or events.get("oom_group_kill", 0) > 0:
+                found.append(memory_exceeded(self.limits))
+            peak = memory / ("memory.peak" if "memory" in self.v2 else "memory.max_usage_in_bytes")
+            with contextlib.suppress(OSError, ValueError):
+                self.usage["memory_peak_mib"] = round(int(_read(peak)) / MIB, 1)
+        if pids is not None:
+            if _keyed(pids / "pids.events").get("max", 0) > 0:
+                found.append(pids_exceeded(self.limits))
+            with contextlib.suppress(OSError, ValueError):
+                self.pids_peak = max(self.pids_peak, int(_read(pids / "pids.peak")))
+            if self.pids_peak:
+                self.usage["pids_peak"] = self.pids_peak
+        if self.max_file_size:
+            full = _files_at_least(self.workdir, self.max_file_size * MIB, self.max_files)
+            if full:
+                found.append(file_size_exceeded(self.max_file_size, full))
+        return found
+
+    def close(self) -> None:
+        for folder in reversed(self.created):
+            for _ in range(100):  # killed processes leave the cgroup once they are reaped
+                try:
+                    folder.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            else:
+                self.usage["cgroup_left_behind"] = 1
+        self.created.clear()
+
+
+def _own_cgroups(root: Path) -> dict[str, tuple[Path, bool]]:
+    """Per controller (memory, pids): this process's cgroup folder, and whether it is cgroup v2."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return {}
+    where: dict[str, tuple[Path, bool]] = {}
+    hierarchies: dict[str, str] = {}  # controller -> its path in /proc/self/cgroup; "" key is v2
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        for name in controllers.split(",") if controllers else [""]:
+            hierarchies[name] = path
+    v2_folder = None
+    for line in mounts:
+        fields = line.split()
+        if " - " not in line:
+            continue
+        post = line.split(" - ", 1)[1].split()
+        fstype, options = post[0], post[2].split(",") if len(post) > 2 else []
+        mount_root, mountpoint = fields[3], Path(fields[4])
+        if not mountpoint.is_relative_to(root):
+            continue
+        if fstype == "cgroup":
+            for controller in ("memory", "pids"):
+                if controller in options and controller in hierarchies:
+                    folder = mountpoint / _relative(hierarchies[controller], mount_root)
+                    if folder.is_dir():
+                        where[controller] = (folder, False)
+        elif fstype == "cgroup2" and "" in hierarchies:
+            folder = mountpoint / _relative(hierarchies[""], mount_root)
+            if folder.is_dir():
+                v2_folder = folder
+    if v2_folder is not None:
+        with contextlib.suppress(OSError):
+            available = _read(v2_folder / "cgroup.controllers").split()
+            for controller in ("memory", "pids"):
+                if controller in available and controller not in where:
+                    where[controller] = (v2_folder, True)
+    return where
+
+
+def _relative(path: str, mount_root: str) -> str:
+    rel = os.path.relpath(path, mount_root) if mount_root != "/" else path.lstrip("/")
+    return "" if rel in (".", "") else rel
+
+
+def _enable_v2(folder: Path, controller: str) -> None:
+    enabled = _read(folder / "cgroup.subtree_control").split()
+    if controller not in enabled:
+        # Fails (EBUSY) when the grader's own cgroup holds processes: run the grader in a
+        # delegated cgroup of its own (systemd: Delegate=yes) for v2 limits to work.
+        _write(folder / "cgroup.subtree_control", f"+{controller}")
+
+
+def _read(path: Path) -> str:
+    return path.read_text().strip()
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _keyed(path: Path) -> dict[str, int]:
+    out = {}
+    with contextlib.suppress(OSError):
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            with contextlib.suppress(ValueError):
+                out[key] = int(value)
+    return out
+
+
+def _procs(folder: Path) -> list[int]:
+    with contextlib.suppress(OSError, ValueError):
+        return [int(p) for p in (folder / "cgroup.procs").read_text().split()]
+    return []
+
+
+def _usage(root: Path, max_files: int) -> tuple[int, int]:
+    """Bytes and entries under ``root`` (links not followed); stops counting past ``max_files``."""
+    size = files = 0
+    stack = [str(root)]
+    while stack and files <= max_files:
+        with contextlib.suppress(OSError), os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                files += 1
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        size += entry.stat(follow_symlinks=False).st_blocks * 512
+    return size, files
+
+
+def _files_at_least(root: Path, size: int, max_files: int) -> list[str]:
+    found, seen = [], 0
+    for folder, _dirs, names in os.walk(root):
+        for name in names:
+            seen += 1
+            path = os.path.join(folder, name)
+            with contextlib.suppress(OSError):
+                if os.lstat(path).st_size >= size:
+                    found.append(os.path.relpath(path, root))
+        if seen > max_files:
+            break
+    return found
+
 
 def _python_paths() -> list[Path]:
     """The interpreter and the virtualenv, which may live under /root or /tmp."""
@@ -133,7 +556,8 @@ def _python_paths() -> list[Path]:
 
 
 def default_sandbox(name: str | None = None) -> Sandbox:
-    """The sandbox named by ``name`` or ``DEEPGRADE_SANDBOX``; bubblewrap when it works."""
+    """The sandbox named by ``name`` or ``DEEPGRADE_SANDBOX`` (``auto``, ``bubblewrap``, ``docker``
+    with ``DEEPGRADE_DOCKER_IMAGE``, or ``process``); ``auto`` is bubblewrap when it works."""
     name = name or os.environ.get("DEEPGRADE_SANDBOX", "auto")
     if name == "process":
         return ProcessSandbox()
@@ -141,4 +565,8 @@ def default_sandbox(name: str | None = None) -> Sandbox:
         return BubblewrapSandbox()
     if name == "auto":
         return ProcessSandbox()
-    raise ValueError(f"unknown sandbox {name!r}: use auto, bubblewrap or process")
+    if name == "docker":  # imported lazily: the Docker backend builds on this module
+        from autograders.docker_sandbox import DEFAULT_IMAGE, DockerSandbox
+
+        return DockerSandbox(image=os.environ.get("DEEPGRADE_DOCKER_IMAGE", DEFAULT_IMAGE))
+    raise ValueError(f"unknown sandbox {name!r}: use auto, bubblewrap, docker or process")

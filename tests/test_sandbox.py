@@ -1,19 +1,30 @@
-"""The sandbox really isolates: no network, no view of hidden tests or data; and the
-development-only process sandbox is honest about isolating nothing."""
+"""The sandbox really isolates: no network, no view of hidden tests or data, and the
+assignment's memory, process, file-size and disk limits; the development-only process sandbox
+is honest about isolating nothing."""
 
 from __future__ import annotations
 
-import socket
+import os
+import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
-
-from autograders.assignment import repo_root
-from autograders.sandbox import BubblewrapSandbox, ProcessSandbox, default_sandbox
+from autograders.assignment import Limits, repo_root
+from autograders.sandbox import (
+    BubblewrapSandbox,
+    ProcessSandbox,
+    _own_cgroups,
+    default_sandbox,
+    disk_exceeded,
+    file_size_exceeded,
+    memory_exceeded,
+    pids_exceeded,
+    thread_env,
+)
 
 PROBE = """
-import socket, sys, os
+import os, socket, sys
 try:
     socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=3).close()
     print("network: open")
@@ -22,21 +33,14 @@ except OSError as exc:
 for path in sys.argv[2:]:
     print(path, "visible" if os.path.exists(path) else "hidden")
 open("written.txt", "w").write("ok")
-try:
-    open("/usr/evil.txt", "w")
-    print("system: writable")
-except OSError:
-    print("system: read-only")
+for target in ("/usr/evil.txt", "/evil.txt"):
+    try:
+        open(target, "w")
+        print(target, "writable")
+    except OSError:
+        print(target, "read-only")
+print("uid", os.getuid())
 """
-
-
-@pytest.fixture
-def listener():
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    yield server.getsockname()[1]
-    server.close()
 
 
 def _probe(sandbox, tmp_path: Path, port: int) -> str:
@@ -54,7 +58,7 @@ def test_bubblewrap_blocks_network_and_hides_hidden_files(tmp_path: Path, listen
     assert "network: blocked" in out
     assert "assignments hidden" in out
     assert "shared hidden" in out
-    assert "system: read-only" in out
+    assert "/usr/evil.txt read-only" in out
 
 
 def test_process_sandbox_isolates_nothing_and_says_so(tmp_path: Path, listener: int) -> None:
@@ -74,3 +78,125 @@ def test_wall_clock_limit_kills_the_whole_process_group(tmp_path: Path) -> None:
 def test_default_sandbox_is_bubblewrap_here() -> None:
     assert default_sandbox().isolation == "bubblewrap"
     assert default_sandbox("process").development_only
+
+
+# -- resource limits (cgroups, rlimits, watchdog) -------------------------------------------------
+def _bwrap_run(code: str, tmp_path: Path, limits: Limits | None = None, timeout: float = 60, **traits):
+    return BubblewrapSandbox(**traits).run([sys.executable, "-c", code], workdir=tmp_path, readonly=[], env={},
+                                           timeout=timeout, limits=limits)
+
+
+def test_memory_limit_kills_the_biggest_process_and_says_so(tmp_path: Path) -> None:
+    # Like a notebook kernel: the child dies, the runner that started it lives on.
+    code = ("import subprocess, sys\n"
+            "bomb = 'b = []\\nwhile True: b.append(bytearray(10**7))'\n"
+            "print('child', subprocess.run([sys.executable, '-c', bomb]).returncode)\n")
+    run = _bwrap_run(code, tmp_path, Limits(memory=200))
+    assert "child -9" in run.stdout, run.stderr
+    assert run.exceeded == [memory_exceeded(Limits(memory=200))]
+    assert "more than 200 MiB of memory" in run.exceeded[0]
+    assert 100 < run.usage["memory_peak_mib"] <= 200
+
+
+def test_process_limit_counts_processes_and_threads(tmp_path: Path) -> None:
+    code = ("import os, threading, time\n"
+            "threads = []\n"
+            "try:\n"
+            "    for n in range(100):\n"
+            "        t = threading.Thread(target=time.sleep, args=(2,)); t.start(); threads.append(t)\n"
+            "except RuntimeError as exc:\n"
+            "    print('thread failed after', len(threads), exc)\n"
+            "for n in range(100):\n"
+            "    try:\n"
+            "        if os.fork() == 0:\n"
+            "            time.sleep(2); os._exit(0)\n"
+            "    except OSError as exc:\n"
+            "        print('fork failed after', n, exc); break\n")
+    run = _bwrap_run(code, tmp_path, Limits(pids=24))
+    assert "thread failed after" in run.stdout and "fork failed after" in run.stdout, run.stdout + run.stderr
+    assert run.exceeded == [pids_exceeded(Limits(pids=24))]
+    assert "more than 24 processes or threads" in run.exceeded[0]
+
+
+def test_file_size_is_capped_and_core_dumps_are_off(tmp_path: Path) -> None:
+    code = ("import resource\n"
+            "print('core', resource.getrlimit(resource.RLIMIT_CORE))\n"
+            "try:\n"
+            "    with open('big.bin', 'wb') as f:\n"
+            "        for _ in range(5): f.write(b'x' * 2**20)\n"
+            "except OSError as exc:\n"
+            "    print('write failed:', exc.strerror)\n")
+    run = _bwrap_run(code, tmp_path, max_file_size=2)
+    assert "core (0, 0)" in run.stdout and "write failed: File too large" in run.stdout, run.stdout + run.stderr
+    assert (tmp_path / "big.bin").stat().st_size == 2 * 2**20
+    assert run.exceeded == [file_size_exceeded(2, ["big.bin"])]
+
+
+def test_disk_watchdog_kills_a_run_that_fills_its_work_directory(tmp_path: Path) -> None:
+    code = ("import time\n"
+            "for i in range(40):\n"
+            "    open(f'f{i}', 'wb').write(b'x' * 2**20)\n"
+            "time.sleep(60)\n")
+    run = _bwrap_run(code, tmp_path, timeout=90, disk_limit=20)
+    assert not run.timed_out and run.duration < 30
+    assert run.exceeded == [disk_exceeded(20)]
+
+
+def test_a_flood_on_stdout_costs_the_grader_no_memory(tmp_path: Path) -> None:
+    """The runner keeps the tail of what the command prints, never all of it."""
+    flood = "import os\nfor _ in range(400): os.write(1, b'y' * 2**20)\nprint('the end')"
+    driver = (f"import resource, sys\nfrom pathlib import Path\nfrom autograders.sandbox import BubblewrapSandbox\n"
+              f"before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+              f"run = BubblewrapSandbox().run([sys.executable, '-c', {flood!r}], workdir=Path({str(tmp_path)!r}), "
+              f"readonly=[], env={{}}, timeout=120)\n"
+              f"grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+              f"print(len(run.stdout), run.stdout.endswith('the end\\n'), grew // 1024)\n")
+    proc = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, timeout=180,
+                          cwd=repo_root())
+    kept, tail, grew_mib = proc.stdout.split()
+    assert tail == "True" and int(kept) < 1_100_000, proc.stdout + proc.stderr
+    assert int(grew_mib) < 100, f"the grader grew by {grew_mib} MiB while 400 MiB were printed"
+
+
+def test_each_run_gets_its_own_cgroup_and_leaves_none_behind(tmp_path: Path) -> None:
+    """Runs from several threads at once: each is limited on its own, and cleaned up."""
+    bomb = "b = []\nwhile True: b.append(bytearray(10**7))"
+    calm = "import time; time.sleep(2); print('calm')"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with ThreadPoolExecutor(2) as pool:
+        hog = pool.submit(_bwrap_run, bomb, tmp_path / "a", Limits(memory=150))
+        ok = pool.submit(_bwrap_run, calm, tmp_path / "b", Limits(memory=150))
+        hog, ok = hog.result(), ok.result()
+    assert hog.returncode == -9 or hog.returncode == 137, hog
+    assert hog.exceeded and not ok.exceeded and ok.stdout == "calm\n"
+    mine = f"deepgrade-{os.getpid()}-"
+    left = [p for folder, _ in _own_cgroups(Path("/sys/fs/cgroup")).values() for p in folder.iterdir()
+            if p.name.startswith(mine)]
+    assert left == []
+
+
+def test_limits_that_cannot_be_enforced_are_recorded(tmp_path: Path) -> None:
+    run = _bwrap_run("print('ran')", tmp_path, cgroup_root=str(tmp_path / "no-cgroups-here"))
+    assert run.returncode == 0 and run.stdout == "ran\n"
+    notes = " | ".join(run.unenforced)
+    assert "memory: not enforced" in notes and "processes: not enforced" in notes
+    if os.geteuid() == 0:
+        assert "RLIMIT_NPROC does not bind root" in notes
+    assert "cpus: not enforced by bubblewrap" in notes
+    dev = ProcessSandbox().run(["true"], workdir=tmp_path, readonly=[], env={}, timeout=10)
+    assert len(dev.unenforced) == 4 and all("not enforced" in n for n in dev.unenforced)
+
+
+def test_cgroups_are_enforced_on_this_machine(tmp_path: Path) -> None:
+    """CI and the grading machines run as root with writable cgroups: nothing may fall back there."""
+    run = _bwrap_run("print('ran')", tmp_path)
+    assert run.unenforced == ["cpus: not enforced by bubblewrap (the notebook may use every core of the "
+                              "grading machine)"]
+    assert run.usage["pids_peak"] >= 1 and run.usage["memory_peak_mib"] > 0
+
+
+def test_thread_pools_follow_the_cpu_limit() -> None:
+    assert thread_env(Limits(cpus=1.0))["TF_NUM_INTRAOP_THREADS"] == "2"
+    env = thread_env(Limits(cpus=6.5))
+    assert env["OMP_NUM_THREADS"] == env["TF_NUM_INTEROP_THREADS"] == "7"

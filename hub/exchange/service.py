@@ -194,6 +194,9 @@ class FeedbackHandler(SubmissionHandler):
         if html is None:
             raise web.HTTPError(404, f"no feedback for {notebook} yet")
         self.set_header("Content-Type", "text/html; charset=utf-8")
+        # the page holds the student's own outputs: never let it run scripts or load anything
+        self.set_header("Content-Security-Policy", "sandbox; default-src 'none'; img-src data:; "
+                                                   "style-src 'unsafe-inline'")
         self.finish(html)
 
     @web.authenticated
