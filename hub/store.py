@@ -164,6 +164,15 @@ class SubmissionInfo:
     submitted_at: datetime
     feedback: tuple[str, ...]  # notebooks with released feedback
     grading: JobInfo | None = None  # the latest grading job, if any
+    finished: JobInfo | None = None  # the latest job that ended (graded or failed), if any
+
+    def status(self) -> str:
+        """What the student reads: the latest outcome, and a regrade in progress if there is one."""
+        if self.grading is None:
+            return "not queued"
+        if self.grading.done or self.finished is None:
+            return self.grading.describe()
+        return f"{self.finished.describe()}; regrade {self.grading.describe()}"
 
 
 class CourseStore:
@@ -255,9 +264,10 @@ class CourseStore:
                 for sid, nb in db.execute(select(Feedback.submission_id, Feedback.notebook)
                                           .where(Feedback.submission_id.in_(ids))):
                     notebooks.setdefault(sid, []).append(nb)
-            jobs = self._latest_jobs(db, ids)
+            latest, finished = self._latest_jobs(db, ids)
         return [SubmissionInfo(r.id, r.course, r.assignment, r.student, _utc(r.submitted_at),
-                               tuple(sorted(notebooks.get(r.id, []))), jobs.get(r.id)) for r in rows]
+                               tuple(sorted(notebooks.get(r.id, []))), latest.get(r.id), finished.get(r.id))
+                for r in rows]
 
     def submission(self, submission_id: int) -> Submission | None:
         with self.session() as db:
@@ -377,13 +387,17 @@ class CourseStore:
                 Job.submission_id > job.submission_id, Job.state == "graded")) > 0
 
     @staticmethod
-    def _latest_jobs(db, submission_ids: list[int]) -> dict[int, JobInfo]:
-        if not submission_ids:
-            return {}
-        jobs: dict[int, JobInfo] = {}
-        for job in db.scalars(select(Job).where(Job.submission_id.in_(submission_ids)).order_by(Job.id)):
-            jobs[job.submission_id] = _job_info(job)
-        return jobs
+    def _latest_jobs(db, submission_ids: list[int]) -> tuple[dict[int, JobInfo], dict[int, JobInfo]]:
+        """(latest job, latest finished job) per submission."""
+        latest: dict[int, JobInfo] = {}
+        finished: dict[int, JobInfo] = {}
+        if submission_ids:
+            for job in db.scalars(select(Job).where(Job.submission_id.in_(submission_ids)).order_by(Job.id)):
+                info = _job_info(job)
+                latest[job.submission_id] = info
+                if info.done:
+                    finished[job.submission_id] = info
+        return latest, finished
 
 
 def _utc(when: datetime) -> datetime:

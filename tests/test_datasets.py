@@ -50,6 +50,7 @@ needs_mirror = pytest.mark.skipif(
 )
 ORBIT = "keras-intro/orbit"
 IRRIGATION = "keras-intro/irrigation_machine"
+UNSPLIT = "zero-to-dl/sms"  # a table with read options and no split: copied whole
 CANSIM = "zero-to-dl/cansim-0800020-eng-6674700030567901031"
 
 
@@ -329,7 +330,7 @@ def test_array_split_along_axis0() -> None:
 
 def test_split_requires_split() -> None:
     with pytest.raises(DatasetError, match="no split"):
-        public_split(IRRIGATION)
+        public_split(UNSPLIT)
 
 
 def _mtimes(root: Path) -> dict[Path, int]:
@@ -339,12 +340,13 @@ def _mtimes(root: Path) -> dict[Path, int]:
 @needs_mirror
 def test_materialize_idempotent_and_separate(tmp_path: Path) -> None:
     pub_root, hid_root = tmp_path / "pub", tmp_path / "hid"
-    names = [ORBIT, IRRIGATION, "keras-intro/digits_target"]
+    digits = "keras-intro/digits_target"  # a split .npy array
+    names = [ORBIT, UNSPLIT, digits]
 
     pub = materialize(pub_root, names)
     hid = materialize(hid_root, names, hidden=True)
     assert set(pub) == set(names)
-    assert set(hid) == {ORBIT}  # entries without split never go to the hidden root
+    assert set(hid) == {ORBIT, digits}  # entries without split never go to the hidden root
     assert pub[ORBIT] == pub_root / "keras-intro" / "orbit.csv"
 
     before = _mtimes(pub_root) | _mtimes(hid_root)
@@ -359,11 +361,14 @@ def test_materialize_idempotent_and_separate(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(pd.read_csv(hid[ORBIT]), hidden_split(ORBIT))
     assert set(public_df["time_steps"]).isdisjoint(hidden_split(ORBIT)["time_steps"])
     stamps = [json.loads(p.read_text()) for p in pub_root.rglob("*.stamp")]
-    assert sorted(s["part"] for s in stamps) == ["public", "whole", "whole"]
+    assert sorted(s["part"] for s in stamps) == ["public", "public", "whole"]
     assert not list(pub_root.rglob("*hid*"))
-    # whole copies keep their bytes, and a copied index_col table still reads the same
-    assert datasets.sha256_file(pub[IRRIGATION]) == get_registry()[IRRIGATION].sha256
-    assert np.load(pub["keras-intro/digits_target"]).shape == (1797,)
+    # whole copies keep their bytes
+    assert datasets.sha256_file(pub[UNSPLIT]) == get_registry()[UNSPLIT].sha256
+    # an array's parts are its rows, written as .npy
+    np.testing.assert_array_equal(np.load(pub[digits]), public_split(digits))
+    np.testing.assert_array_equal(np.load(hid[digits]), hidden_split(digits))
+    assert len(np.load(pub[digits])) + len(np.load(hid[digits])) == 1797
 
 
 @needs_mirror

@@ -242,3 +242,16 @@ def test_grade_all_regrades_a_class_through_the_queue(home: Path, chapter: Assig
     assert proc.returncode == 0
     assert {j.state for j in store.jobs()} == {"graded"}
     assert gradebook_row(home, chapter, "bob")[0] == 0
+
+
+def test_a_regrade_keeps_showing_the_last_score(home: Path, chapter: Assignment) -> None:
+    store = CourseStore()
+    queue = DatabaseQueue(store=store, per_hour=0)
+    first = queue.submit(submit(store, chapter, "ada"), "ada")
+    claimed = store.claim("w", 30, job_id=first.id)
+    assert store.finish(claimed, "graded", score=12, max_score=12, message="", result="{}", feedback={})
+    assert not store.finish(claimed, "graded", score=0, max_score=12, message="", result="{}", feedback={}), \
+        "a finished attempt cannot be finished twice"
+    queue.submit(first.submission_id, "instructor")
+    [row] = store.submissions(chapter.course, chapter.name, "ada")
+    assert row.status() == "graded: 12 / 12; regrade queued"

@@ -42,8 +42,11 @@ def job_model(job: JobInfo | None) -> dict[str, Any] | None:
 
 
 def submission_model(s: SubmissionInfo) -> dict[str, Any]:
+    grading = job_model(s.grading)
+    if grading:
+        grading["status"] = s.status()
     return {"id": s.id, "course_id": s.course, "assignment_id": s.assignment, "student_id": s.student,
-            "timestamp": s.submitted_at.isoformat(), "feedback": list(s.feedback), "grading": job_model(s.grading)}
+            "timestamp": s.submitted_at.isoformat(), "feedback": list(s.feedback), "grading": grading}
 
 
 class ExchangeHandler(HubAuthenticated, web.RequestHandler):
