@@ -95,19 +95,30 @@ def grade_submission(store: CourseStore, job: JobInfo, work: Path, sandbox: Sand
                    sandbox=sandbox or default_sandbox(), record_gradebook=True, gradebook_root=root,
                    submitted_at=row.submitted_at)
     if result.get("execution", {}).get("gradebook"):  # the newest submission: show it in the formgrader
-        _lay_out(root, job, assignment, files, work / "feedback.html", row.submitted_at)
+        _lay_out(root, job, assignment, files, work, row.submitted_at)
     return {**result, "notebook": assignment.notebook_name}
 
 
-def _lay_out(root: Path, job: JobInfo, assignment: Assignment, files: Path, feedback: Path, when) -> None:
+def _lay_out(root: Path, job: JobInfo, assignment: Assignment, files: Path, work: Path, when) -> None:
+    """nbgrader's folders for the formgrader: submitted/ (as received), autograded/ (as executed,
+    with the same timestamp, which is how nbgrader tells it is graded) and feedback/."""
+    from autograders.execute import EXECUTED
     from hub.exchange.plugin import SUBMISSION_ID_FILE
 
-    submitted = root / "submitted" / job.student / assignment.name
-    with contextlib.suppress(FileNotFoundError):
-        shutil.rmtree(submitted)
-    shutil.copytree(files, submitted)
-    (submitted / "timestamp.txt").write_text(when.strftime("%Y-%m-%d %H:%M:%S.%f UTC"))
-    (submitted / SUBMISSION_ID_FILE).write_text(str(job.submission_id))
+    stamp = when.strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+    notebook = f"{assignment.notebook_name}.ipynb"
+    folders = {kind: root / kind / job.student / assignment.name for kind in ("submitted", "autograded")}
+    for folder in folders.values():
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(folder)
+    shutil.copytree(files, folders["submitted"])
+    (folders["submitted"] / SUBMISSION_ID_FILE).write_text(str(job.submission_id))
+    folders["autograded"].mkdir(parents=True)
+    executed = work / "sandbox" / EXECUTED
+    shutil.copy2(executed if executed.exists() else files / notebook, folders["autograded"] / notebook)
+    for folder in folders.values():
+        (folder / "timestamp.txt").write_text(stamp)
+    feedback = work / "feedback.html"
     if feedback.exists():
         target = root / "feedback" / job.student / assignment.name
         target.mkdir(parents=True, exist_ok=True)

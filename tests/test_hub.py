@@ -135,18 +135,6 @@ def test_instructor_regrades_but_students_cannot(course_flow: dict, people: dict
     assert [job["state"] for job in regrade.json()] == ["queued"]
 
 
-def test_formgrader_never_runs_student_code_in_its_own_kernel(course_flow: dict, people: dict[str, Session],
-                                                               hub: Hub) -> None:
-    response = people["ines"].post(f"{FORMGRADER}/api/submission/{ASSIGNMENT}/alice/autograde")
-    assert response.status_code == 200, response.text
-    refused = response.json()
-    assert refused["success"] is False and "in-kernel autograde is disabled" in json.dumps(refused), refused
-    from nbgrader.api import Gradebook
-
-    with Gradebook(f"sqlite:///{hub.data / 'courses' / COURSE / 'gradebook.db'}", course_id=COURSE) as gb:
-        assert gb.find_submission(ASSIGNMENT, "alice").score == 15, "deepgrade's score is untouched"
-
-
 def test_collected_and_graded_with_deepgrade(course_flow: dict, hub: Hub) -> None:
     graded = course_flow["autograde"]
     assert graded.returncode == 0, graded.stdout + graded.stderr
@@ -314,6 +302,19 @@ def test_browser_instructor_sees_the_submission_in_the_formgrader(browser, hub: 
     assert "needs autograding" not in row.inner_text(), "deepgrade's score is what the formgrader shows"
     assert "15" in row.inner_text()
     page.close()
+
+
+def test_formgrader_never_runs_student_code_in_its_own_kernel(course_flow: dict, people: dict[str, Session],
+                                                               hub: Hub) -> None:
+    response = people["ines"].post(f"{FORMGRADER}/api/submission/{ASSIGNMENT}/alice/autograde")
+    assert response.status_code == 200, response.text
+    refused = response.json()
+    assert refused["success"] is False and "in-kernel autograde is disabled" in json.dumps(refused), refused
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{hub.data / 'courses' / COURSE / 'gradebook.db'}", course_id=COURSE) as gb:
+        assert gb.find_submission(ASSIGNMENT, "alice").score == 15, "deepgrade's score is untouched"
+    # (nbgrader clears its autograded/ copy before any preprocessor runs; the next grading lays it out again)
 
 
 # -- restart: users, files, submissions and grades survive ------------------------------------
