@@ -256,12 +256,18 @@ def _sign_in(browser, hub: Hub, username: str):
     return page
 
 
-def test_browser_student_fetches_and_opens_the_assignment(browser, hub: Hub, course_flow: dict) -> None:
-    page = _sign_in(browser, hub, "carol")
-    page.wait_for_url("**/user/carol/lab**")
+def _assignment_list(browser, hub: Hub, student: str):
+    """A student's JupyterLab with nbgrader's Assignment List open."""
+    page = _sign_in(browser, hub, student)
+    page.wait_for_url(f"**/user/{student}/lab**")
     page.wait_for_selector(".jp-LabShell")
     page.get_by_text("Nbgrader", exact=True).click()
     page.get_by_text("Assignment List", exact=True).click()
+    return page
+
+
+def test_browser_student_fetches_and_opens_the_assignment(browser, hub: Hub, course_flow: dict) -> None:
+    page = _assignment_list(browser, hub, "carol")
     released = page.locator("#released_assignments_list")
     released.get_by_text(ASSIGNMENT).wait_for()
     page.screenshot(path=str(ARTIFACTS / "student-assignment-list.png"))
@@ -277,11 +283,7 @@ def test_browser_student_fetches_and_opens_the_assignment(browser, hub: Hub, cou
 
 
 def test_browser_student_sees_the_score_of_her_submission(browser, hub: Hub, course_flow: dict) -> None:
-    page = _sign_in(browser, hub, "alice")
-    page.wait_for_url("**/user/alice/lab**")
-    page.wait_for_selector(".jp-LabShell")
-    page.get_by_text("Nbgrader", exact=True).click()
-    page.get_by_text("Assignment List", exact=True).click()
+    page = _assignment_list(browser, hub, "alice")
     submitted = page.locator("#submitted_assignments_list")
     try:
         submitted.get_by_text(ASSIGNMENT).first.wait_for()
