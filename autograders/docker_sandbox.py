@@ -63,6 +63,7 @@ class DockerSandbox(Sandbox):
     """One container per submission, removed afterwards, killed with ``docker kill`` on timeout."""
 
     isolation = Unicode("docker")
+    can_start = Bool(False)  # one container per run; warm pools fall back to run()
     image = Unicode(DEFAULT_IMAGE, help="Image every submission runs in.").tag(config=True)
     docker = Unicode("docker", help="The docker CLI.").tag(config=True)
     docker_host = Unicode("", help="DOCKER_HOST for the CLI (empty: the environment's or the default socket)."

@@ -16,6 +16,7 @@ so the runner treats these files as claims for messages, never as scores.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -30,6 +31,7 @@ from autograders.export import EXPORT_DIR_ENV
 EXECUTED = "executed.ipynb"
 SUBMISSION = "submission.ipynb"
 EXECUTION_FILE = "execution.json"
+READY = "kernel-ready"  # written by a warm start once its kernel has imported what it preloads
 MAX_OUTPUT_CHARS = 20_000
 DEFAULT_OUTPUT_LIMIT = 2_000_000
 KERNEL_DIED_EXIT = 3
@@ -188,25 +190,48 @@ def _truncate_outputs(cell: Any) -> None:
 
 def execute(workdir: Path, seed: int, cell_timeout: int, output_limit: int = DEFAULT_OUTPUT_LIMIT) -> int:
     """Run the notebook; 0 when every cell was run, ``KERNEL_DIED_EXIT`` when the kernel died."""
+    return asyncio.run(_execute(workdir, {"seed": seed, "cell_timeout": cell_timeout,
+                                          "output_limit": output_limit}))
+
+
+async def _execute(workdir: Path, settings: dict[str, Any] | None, preload: list[str] = (),
+                   seed: int = 0) -> int:
+    """With ``settings`` None this is a warm start: start the kernel, import ``preload`` in it, write
+    ``READY``, then wait for the settings as one JSON line on stdin (EOF: never used, exit)."""
     from nbclient.exceptions import DeadKernelError
 
-    nb = nbformat.read(workdir / SUBMISSION, as_version=4)
-    nb.cells.insert(0, nbformat.v4.new_code_cell(preamble(nb, seed)))
-    tracker = _Tracker(nb, workdir, output_limit)
     os.environ[EXPORT_DIR_ENV] = str(workdir / "artifacts")
     os.environ.setdefault("MPLBACKEND", "Agg")
-    os.environ["PYTHONHASHSEED"] = str(seed)
     client = _client_class()(
-        nb, timeout=cell_timeout, allow_errors=True, interrupt_on_timeout=True,
-        error_on_timeout={"ename": "CellTimeout",
-                          "evalue": f"the cell was stopped after {cell_timeout} s (the assignment's per-cell limit)",
-                          "traceback": []},
-        kernel_name="python3", resources={"metadata": {"path": str(workdir)}},
-        on_cell_execute=tracker.on_cell_execute, on_cell_executed=tracker.on_cell_executed, startup_timeout=120,
-    )
-    client.budget = tracker.budget
+        nbformat.v4.new_notebook(), allow_errors=True, interrupt_on_timeout=True, kernel_name="python3",
+        resources={"metadata": {"path": str(workdir)}}, startup_timeout=120,
+        shutdown_kernel="immediate")  # the sandbox ends with this process; a polite shutdown only waits
+    if settings is None:
+        os.environ["PYTHONHASHSEED"] = str(seed)
+        client.km = client.create_kernel_manager()
+        await client.async_start_new_kernel()
+        await client.async_start_new_kernel_client()
+        await client.kc.execute_interactive(warmup_code(preload), timeout=300)
+        (workdir / READY).write_text("ready\n")
+        line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        if not line.strip():
+            await client._async_cleanup_kernel()
+            return 0
+        settings = json.loads(line)
+    else:
+        seed = settings["seed"]
+        os.environ["PYTHONHASHSEED"] = str(seed)
+    cell_timeout = settings["cell_timeout"]
+    nb = nbformat.read(workdir / SUBMISSION, as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(preamble(nb, seed)))
+    tracker = _Tracker(nb, workdir, settings["output_limit"])
+    client.nb, client.timeout, client.budget = nb, cell_timeout, tracker.budget
+    client.error_on_timeout = {
+        "ename": "CellTimeout", "traceback": [],
+        "evalue": f"the cell was stopped after {cell_timeout} s (the assignment's per-cell limit)"}
+    client.on_cell_execute, client.on_cell_executed = tracker.on_cell_execute, tracker.on_cell_executed
     try:
-        client.execute()
+        await client.async_execute()
     except DeadKernelError:
         # Killed from outside (usually at the memory limit): what ran so far is kept and graded.
         tracker.kernel_died_in = tracker.current or "the kernel's start"
@@ -218,6 +243,40 @@ def execute(workdir: Path, seed: int, cell_timeout: int, output_limit: int = DEF
     return 0
 
 
+def warmup_code(modules: list[str]) -> str:
+    """Imports the notebook will need anyway; one that fails is left for the notebook to report."""
+    lines = ["import os as _os", "_os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')"]
+    for name in modules:
+        lines.append(f"try:\n    import {name}\nexcept Exception:\n    pass")
+    lines.append("del _os")
+    return "\n".join(lines)
+
+
+def notebook_imports(nb: Any) -> list[str]:
+    """Top-level modules the notebook's code cells import, in order (what a warm kernel preloads)."""
+    import ast
+
+    names: list[str] = []
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        try:
+            tree = ast.parse(cell.get("source", ""))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found = [node.module.split(".")[0]]
+            else:
+                continue
+            names += [n for n in found if n not in names]
+    if "keras" in names and "tensorflow" not in names:
+        names.append("tensorflow")  # the preamble's seeding imports it for Keras notebooks
+    return names
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("workdir", type=Path)
@@ -225,7 +284,14 @@ def main() -> None:
     parser.add_argument("--cell-timeout", type=int, default=300)
     parser.add_argument("--output-limit", type=int, default=DEFAULT_OUTPUT_LIMIT,
                         help="characters of output the whole notebook keeps")
+    parser.add_argument("--warm", action="store_true",
+                        help="start the kernel and import --preload now; read the settings (JSON with seed, "
+                             "cell_timeout, output_limit) from stdin once the submission is in WORKDIR")
+    parser.add_argument("--preload", default="", help="comma-separated modules a warm kernel imports")
     args = parser.parse_args()
+    if args.warm:
+        preload = [m for m in args.preload.split(",") if m]
+        sys.exit(asyncio.run(_execute(args.workdir, None, preload, args.seed)))
     sys.exit(execute(args.workdir, args.seed, args.cell_timeout, args.output_limit))
 
 

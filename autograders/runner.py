@@ -15,6 +15,7 @@ import copy
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,10 +28,12 @@ from typing import Any
 import nbformat
 
 from autograders.artifacts import CELLS_FILE
-from autograders.assignment import Assignment, repo_root
+from autograders.assignment import Assignment
+from autograders.checker import CheckServer
 from autograders.execute import EXECUTED, EXECUTION_FILE, SUBMISSION, grade_id
+from autograders.kernels import WarmPool, WarmSpec, release, runner_command
 from autograders.results import CheckResult
-from autograders.sandbox import Sandbox, default_sandbox, thread_env
+from autograders.sandbox import Sandbox, default_sandbox
 
 RESULT = "result.json"
 
@@ -50,6 +53,7 @@ class Grading:
     seed: int = 0
     calibrating: bool = False
     sandbox: Sandbox | None = None
+    pool: WarmPool | None = None
     gradebook_root: Path | None = None
     record_gradebook: bool = False
     submitted_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -186,19 +190,21 @@ class ExecuteInSandbox(Step):
         sandbox = g.sandbox or default_sandbox()
         g.sandbox = sandbox
         work = g.workdir / "sandbox"
-        work.mkdir(parents=True, exist_ok=True)
-        nbformat.write(g.notebook, work / SUBMISSION)
         limits = g.assignment.limits
-        public_data_root().mkdir(parents=True, exist_ok=True)
-        _materialize_public(g.assignment)
-        readonly = [repo_root() / "autograders", repo_root() / "datasets", public_data_root()]
-        run = sandbox.run(
-            [sys.executable, "-m", "autograders.execute", str(work), "--seed", str(g.seed),
-             "--cell-timeout", str(limits.cell_timeout), "--output-limit", str(limits.output)],
-            workdir=work, readonly=readonly, timeout=limits.time, limits=limits,
-            env={"DEEPGRADE_PUBLIC_DATA": str(public_data_root()), "TF_CPP_MIN_LOG_LEVEL": "3",
-                 "PYTHONPATH": str(repo_root()), **thread_env(limits)},
-        )
+        warm = g.pool.take(WarmSpec.of(g.assignment, g.seed)) if g.pool else None
+        if warm:  # started before this submission arrived: only its clock starts now
+            nbformat.write(g.notebook, warm.work / SUBMISSION)
+            release(warm, g.seed, limits.cell_timeout, limits.output)
+            run = warm.started.wait(limits.time)
+            shutil.move(warm.work, work)
+        else:
+            work.mkdir(parents=True, exist_ok=True)
+            nbformat.write(g.notebook, work / SUBMISSION)
+            command = runner_command(g.assignment, work, [
+                "--seed", str(g.seed), "--cell-timeout", str(limits.cell_timeout),
+                "--output-limit", str(limits.output)])
+            run = sandbox.run(**command, timeout=limits.time)
+        g.execution["warm_start"] = bool(warm)
         g.execution.update(returncode=run.returncode, timed_out=run.timed_out, seconds=round(run.duration, 2),
                            limits=asdict(limits), limits_exceeded=list(run.exceeded),
                            limits_not_enforced=list(run.unenforced), usage=dict(run.usage))
@@ -232,43 +238,38 @@ def _json_dict(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def public_data_root() -> Path:
-    """The public dataset splits, the only data a sandbox can see."""
-    from datasets import public_root
-
-    return public_root()
-
-
-def _materialize_public(assignment: Assignment) -> None:
-    if assignment.datasets:
-        from datasets import materialize
-
-        materialize(public_data_root(), assignment.datasets)
-
-
 class RunChecks(Step):
-    """Run the assignment's pytest autograders in a separate, trusted process."""
+    """Run the assignment's pytest autograders in a separate, trusted process: a fork of the
+    check server (libraries already imported), or a fresh interpreter with
+    ``DEEPGRADE_CHECK_SERVER=0``."""
 
     name = "checks"
 
     def __call__(self, g: Grading) -> None:
         out = g.workdir / "checks.json"
-        argv = [sys.executable, "-m", "pytest", str(g.assignment.tests_dir), "-p", "autograders.plugin",
+        args = [str(g.assignment.tests_dir), "-p", "autograders.plugin",
                 "-p", "no:cacheprovider", "-q", "--no-header", "-o", "addopts=",
                 "--rootdir", str(g.assignment.path), "--deepgrade-artifacts", str(g.workdir / "sandbox"),
                 "--deepgrade-results", str(out), "--deepgrade-assignment", str(g.assignment.path),
                 "--deepgrade-seed", str(g.seed)]
         if g.calibrating:
-            argv.append("--deepgrade-calibrate")
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": str(g.seed)}
+            args.append("--deepgrade-calibrate")
+        limit = g.assignment.limits.check_time
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=g.assignment.limits.check_time,
-                                  env=env, cwd=g.workdir)
+            if os.environ.get("DEEPGRADE_CHECK_SERVER", "1") != "0":
+                run = CheckServer.shared().run(args, cwd=g.workdir, env={"TF_CPP_MIN_LOG_LEVEL": "3"},
+                                               timeout=limit)
+                code, output = run.returncode, run.output
+            else:
+                env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": "0"}
+                proc = subprocess.run([sys.executable, "-m", "pytest", *args], capture_output=True, text=True,
+                                      timeout=limit, env=env, cwd=g.workdir)
+                code, output = proc.returncode, proc.stdout + proc.stderr
         except subprocess.TimeoutExpired:
-            raise StopGrading(f"the checks did not finish within {g.assignment.limits.check_time} s") from None
+            raise StopGrading(f"the checks did not finish within {limit} s") from None
         if not out.exists():
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
-            raise StopGrading(f"the checker crashed before reporting (exit code {proc.returncode}): {tail[-500:]}")
+            tail = "\n".join(output.strip().splitlines()[-5:])
+            raise StopGrading(f"the checker crashed before reporting (exit code {code}): {tail[-500:]}")
         data = json.loads(out.read_text())
         g.checks = [CheckResult.from_dict(c) for c in data["checks"]]
         g.problems = data.get("problems", [])
@@ -324,14 +325,18 @@ PIPELINE: list[Step] = [ReadNotebook(), RestoreAutograderCells(), ExecuteInSandb
 def grade(notebook: Path, assignment: Assignment | str, *, workdir: Path | None = None,
           student: str = "student", seed: int = 0, sandbox: Sandbox | None = None,
           gradebook_root: Path | None = None, record_gradebook: bool = False,
-          calibrating: bool = False, submitted_at: datetime | None = None) -> dict[str, Any]:
-    """Grade ``notebook`` and return the result (also written to ``workdir/result.json``)."""
+          calibrating: bool = False, submitted_at: datetime | None = None,
+          pool: WarmPool | None = None) -> dict[str, Any]:
+    """Grade ``notebook`` and return the result (also written to ``workdir/result.json``).
+
+    With a ``pool`` (of the same sandbox), the notebook runs in a sandbox started ahead of it."""
     if not isinstance(assignment, Assignment):
         assignment = Assignment.load(assignment)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="deepgrade-grade-"))
     workdir.mkdir(parents=True, exist_ok=True)
     g = Grading(assignment, Path(notebook), workdir, student=student, seed=seed, sandbox=sandbox,
-                gradebook_root=gradebook_root, record_gradebook=record_gradebook, calibrating=calibrating)
+                gradebook_root=gradebook_root, record_gradebook=record_gradebook, calibrating=calibrating,
+                pool=pool)
     if submitted_at:  # the exchange's server time, so the formgrader matches grade and submission
         g.submitted_at = submitted_at
     stopped = False

@@ -133,6 +133,9 @@ class Sandbox(LoggingConfigurable):
         return Confinement(limits, [f"{what}: not enforced by the '{self.isolation}' sandbox"
                                     for what in ("memory", "processes", "file size", "disk")])
 
+    can_start = Bool(True, help="Whether start() can hold a command before its clock starts (warm pools "
+                                "use it); False means every run goes through run().")
+
     def run(self, argv: list[str], *, workdir: Path, readonly: list[Path], env: dict[str, str],
             timeout: float, limits: Limits | None = None) -> SandboxRun:
         """Run ``argv`` and kill its whole process group when ``timeout`` seconds pass.
@@ -141,41 +144,25 @@ class Sandbox(LoggingConfigurable):
         as the backend can; each limit that was hit is reported in ``SandboxRun.exceeded`` and
         each one that could not be enforced in ``SandboxRun.unenforced``. Safe to call from
         several threads at once: nothing here is shared between runs."""
+        return self.start(argv, workdir=workdir, readonly=readonly, env=env, limits=limits).wait(timeout)
+
+    def start(self, argv: list[str], *, workdir: Path, readonly: list[Path], env: dict[str, str],
+              limits: Limits | None = None, stdin: bool = False) -> Started:
+        """Start ``argv`` confined, as :meth:`run` does, without waiting for it. With ``stdin`` the
+        command gets a pipe it can wait on (see :meth:`Started.go`): a warm pool starts a sandbox
+        ahead of its submission, and the time limit counts from :meth:`Started.wait` only."""
         limits = limits or Limits()
         workdir = Path(workdir)
-        with self.confine(limits, workdir) as box:
+        box = self.confine(limits, workdir).__enter__()
+        try:
             full = box.prefix + self.wrap(argv, workdir=workdir, readonly=readonly, env=env, limits=limits)
-            start = time.monotonic()
-            proc = subprocess.Popen(full, cwd=workdir, env=self.base_env(env, workdir), stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(full, cwd=workdir, env=self.base_env(env, workdir),
+                                    stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-            out, err = _Tail(proc.stdout, self.output_limit), _Tail(proc.stderr, self.output_limit)
-            timed_out, killed_for = False, None
-            try:
-                while True:
-                    left = timeout - (time.monotonic() - start)
-                    if left <= 0:
-                        timed_out = True
-                        break
-                    try:
-                        proc.wait(timeout=min(1.0, left))
-                        break
-                    except subprocess.TimeoutExpired:
-                        killed_for = box.poll()
-                        if killed_for:
-                            break
-            finally:
-                if proc.poll() is None:  # timed out, a watchdog fired, or we were interrupted
-                    _kill_group(proc)
-                box.stop()
-                proc.wait()
-                out.join(10)
-                err.join(10)
-            duration = time.monotonic() - start
-            run = SandboxRun(proc.returncode, timed_out, duration, out.text(), err.text())
-            run.exceeded = ([killed_for] if killed_for else []) + box.exceeded()
-            run.unenforced = list(box.unenforced)
-            run.usage = dict(box.usage)
-        return run
+        except BaseException:
+            box.close()
+            raise
+        return Started(box, proc, self.output_limit)
 
     def base_env(self, env: dict[str, str], workdir: Path) -> dict[str, str]:
         keep = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TZ") if k in os.environ}
@@ -210,6 +197,65 @@ class _Tail(threading.Thread):
         dropped = self.dropped + len(self.buffer) - len(data)
         prefix = f"[... {dropped} bytes dropped ...]\n" if dropped else ""
         return prefix + data.decode(errors="replace")
+
+
+class Started:
+    """One confined command that is running: released by :meth:`go`, timed by :meth:`wait`."""
+
+    def __init__(self, box: Confinement, proc: subprocess.Popen, output_limit: int):
+        self.box, self.proc = box, proc
+        self.out, self.err = _Tail(proc.stdout, output_limit), _Tail(proc.stderr, output_limit)
+        self.finished = False
+
+    def go(self, message: bytes = b"") -> None:
+        """Send ``message`` on the command's stdin and close it (a warm command waits for this)."""
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.write(message)
+                self.proc.stdin.close()
+
+    def wait(self, timeout: float) -> SandboxRun:
+        """Wait at most ``timeout`` seconds from now, then kill; what happened, in a ``SandboxRun``."""
+        proc, box = self.proc, self.box
+        start = time.monotonic()
+        timed_out, killed_for = False, None
+        try:
+            while True:
+                left = timeout - (time.monotonic() - start)
+                if left <= 0:
+                    timed_out = True
+                    break
+                try:
+                    proc.wait(timeout=min(1.0, left))
+                    break
+                except subprocess.TimeoutExpired:
+                    killed_for = box.poll()
+                    if killed_for:
+                        break
+        finally:
+            self._end()
+        run = SandboxRun(proc.returncode, timed_out, time.monotonic() - start, self.out.text(), self.err.text())
+        run.exceeded = ([killed_for] if killed_for else []) + box.exceeded()
+        run.unenforced = list(box.unenforced)
+        run.usage = dict(box.usage)
+        box.close()
+        return run
+
+    def discard(self) -> None:
+        """Kill a command that will never be used (a warm sandbox nobody took)."""
+        self._end()
+        self.box.close()
+
+    def _end(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self.proc.poll() is None:  # timed out, a watchdog fired, discarded, or we were interrupted
+            _kill_group(self.proc)
+        self.box.stop()
+        self.proc.wait()
+        self.out.join(10)
+        self.err.join(10)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -18,7 +18,9 @@ from typing import Any
 import nbformat
 
 from autograders.assignment import Assignment, Mistake
+from autograders.kernels import WarmPool, WarmSpec, warm_enabled
 from autograders.runner import grade
+from autograders.sandbox import default_sandbox
 
 DEFAULT_SEEDS = (1, 2, 3, 4, 5)
 
@@ -48,19 +50,28 @@ class Job:
 
 def run_jobs(assignment: Assignment, jobs: list[Job], workers: int, base: Path,
              on_done: Callable[[Job], None] | None = None) -> list[Job]:
-    """Grade every job, ``workers`` at a time; each gets its own work directory under ``base``."""
+    """Grade every job, ``workers`` at a time; each gets its own work directory under ``base``.
+    The next ``workers`` sandboxes start while the current ones run (a warm pool)."""
+    sandbox = default_sandbox()
+    warm = WarmPool(sandbox, depth=workers, repeat=False, scratch=base) if warm_enabled() else None
 
     def one(index_job: tuple[int, Job]) -> Job:
         index, job = index_job
         job.workdir = base / f"{index:02d}-{job.label.replace(' ', '_').replace('/', '_')}"
-        job.result = grade(job.notebook, assignment, workdir=job.workdir, seed=job.seed,
-                           calibrating=job.calibrating, student=job.label)
+        job.result = grade(job.notebook, assignment, workdir=job.workdir, seed=job.seed, sandbox=sandbox,
+                           calibrating=job.calibrating, student=job.label, pool=warm)
         if on_done:
             on_done(job)
         return job
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return list(pool.map(one, enumerate(jobs)))
+    try:
+        if warm:
+            warm.expect(WarmSpec.of(assignment, job.seed) for job in jobs)
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as threads:
+            return list(threads.map(one, enumerate(jobs)))
+    finally:
+        if warm:
+            warm.close()
 
 
 def failed_checks(result: dict[str, Any]) -> set[str]:

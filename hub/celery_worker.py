@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from celery import Celery
 from celery.signals import worker_ready
 
+from autograders.kernels import WarmPool
 from hub.store import CourseStore
 from hub.worker import DEFAULT_LEASE, run_job, worker_name
 
@@ -26,6 +27,8 @@ app.conf.update(
     broker_transport_options={"visibility_timeout": int(os.environ.get("DEEPGRADE_VISIBILITY_TIMEOUT", "3600"))},
     task_ignore_result=True,
 )
+
+POOL: WarmPool | None = None  # set by CeleryQueue.start for the worker's task threads
 
 
 def _lease() -> float:
@@ -43,7 +46,7 @@ def grade(self, job_id: int) -> str:
         # not due yet (rate limit) or another worker holds a live lease: look again later
         wait = (current.not_before - datetime.now(UTC)).total_seconds() if current.state == "queued" else _lease()
         raise self.retry(countdown=max(1.0, wait))
-    run_job(store, job, _lease())
+    run_job(store, job, _lease(), pool=POOL)
     return store.job(job_id).state
 
 

@@ -23,8 +23,9 @@ from datetime import UTC, datetime
 from traitlets import Float, Instance, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from autograders.kernels import WarmPool
 from hub.store import CourseStore, JobInfo
-from hub.worker import DEFAULT_LEASE, run_job, worker_name
+from hub.worker import DEFAULT_LEASE, run_job, warm_pool, worker_name
 
 
 class GradingQueue(LoggingConfigurable):
@@ -93,8 +94,10 @@ class DatabaseQueue(GradingQueue):
         super().__init__(**kwargs)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.pool: WarmPool | None = None
 
     def start(self, workers: int) -> None:
+        self.pool = warm_pool(workers)
         for index in range(workers):
             thread = threading.Thread(target=self._work, args=(index,), name=f"grader-{index}", daemon=True)
             thread.start()
@@ -114,7 +117,7 @@ class DatabaseQueue(GradingQueue):
                 continue
             self.log.info("%s grades job %d (submission %d, attempt %d)", name, job.id, job.submission_id,
                           job.attempt)
-            run_job(self.store, job, self.lease)
+            run_job(self.store, job, self.lease, pool=self.pool)
 
     def stop(self) -> None:
         """Stop after the current jobs; a job cut short by exit is retried by the next worker."""
@@ -122,6 +125,9 @@ class DatabaseQueue(GradingQueue):
         for thread in self._threads:
             thread.join()
         self._threads.clear()
+        if self.pool:
+            self.pool.close()
+            self.pool = None
 
 
 class CeleryQueue(GradingQueue):
@@ -142,8 +148,10 @@ class CeleryQueue(GradingQueue):
 
     def start(self, workers: int) -> None:
         """Run a Celery worker in this process (blocks); ``deepgrade worker`` calls this."""
+        from hub import celery_worker
         from hub.celery_worker import app
 
+        celery_worker.POOL = warm_pool(workers)  # this process's task threads share it
         app.worker_main(["worker", "--pool", "threads", "--concurrency", str(workers), "--loglevel", "INFO",
                          "--without-gossip", "--without-mingle", "--hostname", f"deepgrade-{os.getpid()}@%h"])
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from autograders.assignment import Assignment
 from autograders.gradebook import course_root
+from autograders.kernels import WarmPool, warm_enabled
 from autograders.sandbox import Sandbox, default_sandbox
 from hub.store import CourseStore, JobInfo, data_root, unpack
 
@@ -52,14 +53,20 @@ class Heartbeat:
         self._thread.join()
 
 
+def warm_pool(depth: int) -> WarmPool | None:
+    """Warm sandboxes for ``depth`` worker threads (None when turned off): after each grading one
+    more starts for the same assignment, ready before the next submission arrives."""
+    return WarmPool(default_sandbox(), depth=depth, repeat=True, scratch=_scratch()) if warm_enabled() else None
+
+
 def run_job(store: CourseStore, job: JobInfo, lease: float = DEFAULT_LEASE,
-            sandbox: Sandbox | None = None) -> bool:
+            sandbox: Sandbox | None = None, pool: WarmPool | None = None) -> bool:
     """Grade a claimed job and record its outcome; False if the claim was lost meanwhile."""
     work = Path(tempfile.mkdtemp(prefix=f"job-{job.id}-{job.attempt}-", dir=_scratch()))
     try:
         with Heartbeat(store, job, lease):
             try:
-                outcome = grade_submission(store, job, work, sandbox)
+                outcome = grade_submission(store, job, work, sandbox, pool)
             except Exception as exc:  # a bug of ours still ends in a recorded outcome
                 outcome = {"status": "error", "score": 0.0, "max_score": 0.0,
                            "message": f"internal grading error: {type(exc).__name__}: {exc}"[:500]}
@@ -73,7 +80,8 @@ def run_job(store: CourseStore, job: JobInfo, lease: float = DEFAULT_LEASE,
         shutil.rmtree(work, ignore_errors=True)
 
 
-def grade_submission(store: CourseStore, job: JobInfo, work: Path, sandbox: Sandbox | None) -> dict:
+def grade_submission(store: CourseStore, job: JobInfo, work: Path, sandbox: Sandbox | None,
+                     pool: WarmPool | None = None) -> dict:
     """Unpack the stored archive, grade its notebook, and lay it out for nbgrader's formgrader."""
     from autograders.runner import grade
 
@@ -92,8 +100,8 @@ def grade_submission(store: CourseStore, job: JobInfo, work: Path, sandbox: Sand
                            "under its original name"}
     root = course_root(job.course)
     result = grade(notebook, assignment, workdir=work, student=job.student, seed=1,
-                   sandbox=sandbox or default_sandbox(), record_gradebook=True, gradebook_root=root,
-                   submitted_at=row.submitted_at)
+                   sandbox=pool.sandbox if pool else sandbox or default_sandbox(), record_gradebook=True,
+                   gradebook_root=root, submitted_at=row.submitted_at, pool=pool)
     if result.get("execution", {}).get("gradebook"):  # the newest submission: show it in the formgrader
         _lay_out(root, job, assignment, files, work, row.submitted_at)
     return {**result, "notebook": assignment.notebook_name}
