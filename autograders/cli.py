@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -137,7 +138,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     seeds = tuple(range(1, args.seeds + 1)) if args.seeds else DEFAULT_SEEDS
     failures = 0
+    times: dict[str, float] = {}
     for assignment in _selected(args):
+        start = time.monotonic()
         total = len(seeds) + 1 + len(assignment.mistakes)
         with _progress() as progress:
             task = progress.add_task(f"validate {assignment.id}", total=total)
@@ -149,6 +152,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
             table.add_row(v.label, "[green]✔[/]" if v.ok else "[red]✘[/]", f"{v.score:g}/{v.max_score:g}", v.detail)
         console.print(table)
         failures += sum(not v.ok for v in verdicts)
+        times[assignment.id] = time.monotonic() - start
+        console.print(f"validated {assignment.id} in {times[assignment.id]:.0f} s")
+    if len(times) > 1:
+        slowest = max(times, key=times.get)
+        console.print(f"validated {len(times)} assignments in {sum(times.values()) / 60:.1f} min; "
+                      f"slowest: {slowest} ({times[slowest]:.0f} s)")
     console.print("[green]all proofs hold[/]" if not failures else f"[red]{failures} proof(s) failed[/]")
     return 1 if failures else 0
 

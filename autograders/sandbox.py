@@ -314,7 +314,11 @@ class BubblewrapSandbox(Sandbox):
                 args += ["--ro-bind", str(target), str(target)]
         for path in _python_paths() + [Path(p) for p in readonly]:
             args += ["--ro-bind", str(path), str(path)]
-        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+        args += ["--proc", "/proc", "--dev", "/dev"]
+        if limits is not None and limits.gpu:  # the NVIDIA device nodes, into the fresh /dev
+            for device in gpu_devices():
+                args += ["--dev-bind", str(device), str(device)]
+        args += ["--tmpfs", "/tmp",
                  "--bind", str(workdir), str(workdir), "--chdir", str(workdir)]
         return [*args, "--", *argv]
 
@@ -323,8 +327,9 @@ class BubblewrapSandbox(Sandbox):
                                 disk_limit=self.disk_limit, max_files=self.max_files)
         box.unenforced.append("cpus: not enforced by bubblewrap (the notebook may use every core of the "
                               "grading machine)")
-        if limits.gpu:
-            box.unenforced.append("gpu: bubblewrap gives the notebook no GPU device; use the Docker sandbox")
+        if limits.gpu and not gpu_devices():
+            box.unenforced.append("gpu: this grading machine has no NVIDIA device (/dev/nvidia*), so the "
+                                  "notebook ran on the CPU")
         return box
 
 
@@ -593,6 +598,11 @@ def _files_at_least(root: Path, size: int, max_files: int) -> list[str]:
         if seen > max_files:
             break
     return found
+
+
+def gpu_devices() -> list[Path]:
+    """The NVIDIA device nodes a GPU notebook needs (the GPUs, nvidiactl, nvidia-uvm)."""
+    return sorted(Path("/dev").glob("nvidia*"))
 
 
 def _python_paths() -> list[Path]:

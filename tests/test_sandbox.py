@@ -200,3 +200,21 @@ def test_thread_pools_follow_the_cpu_limit() -> None:
     assert thread_env(Limits(cpus=1.0))["TF_NUM_INTRAOP_THREADS"] == "2"
     env = thread_env(Limits(cpus=6.5))
     assert env["OMP_NUM_THREADS"] == env["TF_NUM_INTEROP_THREADS"] == "7"
+
+
+def test_gpu_assignments_get_the_nvidia_devices_or_say_there_are_none(tmp_path: Path, monkeypatch) -> None:
+    """bubblewrap's fresh /dev has no GPU: a gpu assignment gets /dev/nvidia* bound in, and a
+    machine without them records that the notebook ran on the CPU."""
+    from autograders import sandbox as sandbox_module
+
+    box = BubblewrapSandbox()
+    argv = box.wrap(["true"], workdir=tmp_path, readonly=[], env={}, limits=Limits(gpu=True))
+    devices = sandbox_module.gpu_devices()
+    assert argv.count("--dev-bind") == len(devices)
+    notes = box.confine(Limits(gpu=True), tmp_path).unenforced
+    assert any("no NVIDIA device" in n for n in notes) == (not devices)
+    monkeypatch.setattr(sandbox_module, "gpu_devices", lambda: [Path("/dev/nvidia0"), Path("/dev/nvidiactl")])
+    argv = box.wrap(["true"], workdir=tmp_path, readonly=[], env={}, limits=Limits(gpu=True))
+    assert argv[argv.index("--dev-bind"):argv.index("--dev-bind") + 6] == [
+        "--dev-bind", "/dev/nvidia0", "/dev/nvidia0", "--dev-bind", "/dev/nvidiactl", "/dev/nvidiactl"]
+    assert "--dev-bind" not in box.wrap(["true"], workdir=tmp_path, readonly=[], env={}, limits=Limits())
