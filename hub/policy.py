@@ -34,6 +34,8 @@ class HubSettings:
     hub_api_port: int = field(default_factory=lambda: _port("DEEPGRADE_HUB_API_PORT", 8081))
     proxy_api_port: int = field(default_factory=lambda: _port("DEEPGRADE_PROXY_API_PORT", 8001))
     service_port: int = field(default_factory=lambda: _port("DEEPGRADE_SERVICE_PORT", 10100))
+    # where hub services (exchange, formgraders) listen: other pods must reach them on a cluster
+    service_host: str = field(default_factory=lambda: os.environ.get("DEEPGRADE_SERVICE_HOST", "127.0.0.1"))
     signup: str = field(default_factory=lambda: os.environ.get("DEEPGRADE_SIGNUP", "approval"))
     data: Path = field(default_factory=data_root)
 
@@ -53,7 +55,7 @@ class HubSettings:
         return self.data / "courses" / course
 
     def service_url(self, index: int) -> str:
-        return f"http://127.0.0.1:{self.service_port + index}"
+        return f"http://{self.service_host}:{self.service_port + index}"
 
     @property
     def exchange_url(self) -> str:
@@ -100,8 +102,9 @@ def apply_course_policy(c: Any, settings: HubSettings) -> None:
         roles.append({"name": f"student-{course}", "groups": [f"nbgrader-{course}"], "scopes": []})
         roles.append({"name": f"formgrader-{course}", "services": [course], "scopes": [exchange_access]})
         services.append(formgrader_service(settings, course, index))
-    c.JupyterHub.load_roles = roles
-    c.JupyterHub.services = services
+    # added to what the deployment configured before (z2jh's idle culler and its role)
+    c.JupyterHub.load_roles = [*c.JupyterHub.get("load_roles", []), *roles]
+    c.JupyterHub.services = [*c.JupyterHub.get("services", []), *services]
 
     # Limits that every spawner honours where it can
     c.Spawner.default_url = "/lab"

@@ -196,7 +196,7 @@ def test_the_exchange_port_is_the_same_everywhere(values: dict[str, Any]) -> Non
 
 def run_extra_config(values: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Config:
     """Execute hub.extraConfig the way z2jh does, after a chart-like config with the idle culler."""
-    monkeypatch.setenv("POD_IP", POD_IP)
+    monkeypatch.setenv("DEEPGRADE_SERVICE_HOST", POD_IP)
     monkeypatch.setenv("DEEPGRADE_HOME", str(tmp_path))
     monkeypatch.delenv("DEEPGRADE_EXCHANGE_URL", raising=False)
     monkeypatch.delenv("DEEPGRADE_SERVICE_PORT", raising=False)
