@@ -1,13 +1,15 @@
 """The bridge to nbgrader: its notebook format, ``generate_assignment`` and its gradebook.
 
-We keep nbgrader's course directory layout (``source/``, ``release/``, ``gradebook.db``)
-so that ``nbgrader export`` and the formgrader keep working, but scores come from
-deepgrade's trusted checker, never from nbgrader's in-kernel autograde.
+We keep nbgrader's course directory layout (``source/``, ``release/``, ``gradebook.db``, or a
+PostgreSQL gradebook with ``DEEPGRADE_GRADEBOOK_URL``) so that ``nbgrader export`` and the
+formgrader keep working, but scores come from deepgrade's trusted checker, never from
+nbgrader's in-kernel autograde.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import sys
@@ -37,7 +39,7 @@ def _nbgrader_env() -> Iterator[None]:
         os.environ["PATH"] = old
 
 
-def _api(root: Path, course: str):
+def _api(root: Path, course: str, db_url: str | None = None):
     from nbgrader.apps.api import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config import Config
@@ -45,14 +47,17 @@ def _api(root: Path, course: str):
     config = Config()
     config.CourseDirectory.root = str(root)
     config.CourseDirectory.course_id = course
+    if db_url:
+        config.CourseDirectory.db_url = db_url
     return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
 
 
-def generate(assignment: Assignment, root: Path | None = None) -> Path:
+def generate(assignment: Assignment, root: Path | None = None, db_url: str | None = None) -> Path:
     """Run ``nbgrader generate_assignment``; returns the student notebook it wrote.
 
     With no ``root``, it works in a temporary course directory and copies the result to
-    the assignment's ``release/`` folder.
+    the assignment's ``release/`` folder. ``db_url`` is the gradebook it registers the
+    assignment in (default: ``gradebook.db`` in the course directory).
     """
     with contextlib.ExitStack() as stack:
         work = root or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="deepgrade-gen-")))
@@ -60,7 +65,7 @@ def generate(assignment: Assignment, root: Path | None = None) -> Path:
         source.mkdir(parents=True, exist_ok=True)
         shutil.copy2(assignment.source_notebook, source / assignment.source_notebook.name)
         with _nbgrader_env():
-            outcome = _api(work, assignment.course).generate_assignment(assignment.name, force=True, create=True)
+            outcome = _api(work, assignment.course, db_url).generate_assignment(assignment.name, force=True, create=True)
         if not outcome.get("success"):
             raise RuntimeError(f"nbgrader generate_assignment failed for {assignment.id}:\n"
                                f"{outcome.get('error') or outcome.get('log')}")
@@ -72,13 +77,54 @@ def generate(assignment: Assignment, root: Path | None = None) -> Path:
         return released
 
 
-def _in_gradebook(root: Path, assignment: Assignment) -> bool:
+def gradebook_url(course: str, root: Path | None = None) -> str:
+    """The gradebook's database URL: ``DEEPGRADE_GRADEBOOK_URL`` (``{course}`` is replaced by
+    the course id), else the SQLite file ``<course root>/gradebook.db`` nbgrader uses by default.
+
+    Several workers on different machines share a PostgreSQL gradebook; a SQLite file only
+    works for workers that share one disk. Give each course its own database (put
+    ``{course}`` in the database name): nbgrader's assignment names are unique per gradebook,
+    not per course, so two courses with an assignment of the same name cannot share one.
+    """
+    template = os.environ.get("DEEPGRADE_GRADEBOOK_URL")
+    if template:
+        return template.replace("{course}", course)
+    return f"sqlite:///{(root or course_root(course)) / 'gradebook.db'}"
+
+
+def _is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql:", "postgresql+", "postgres:"))
+
+
+def _ensure_database(url: str) -> None:
+    """Create the course's PostgreSQL database on first use (the role needs CREATEDB), so
+    that a new course needs no manual step; concurrent creators are harmless."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+    from sqlalchemy.pool import NullPool
+
+    target = make_url(url)
+    try:
+        create_engine(target, poolclass=NullPool).connect().close()
+        return
+    except OperationalError as exc:
+        if "does not exist" not in str(exc):
+            raise
+    name = target.database or ""
+    admin = create_engine(target.set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection, contextlib.suppress(ProgrammingError):  # another worker won
+        quoted = connection.dialect.identifier_preparer.quote_identifier(name)
+        connection.execute(text(f"CREATE DATABASE {quoted}"))
+    admin.dispose()
+
+
+def _in_gradebook(url: str, assignment: Assignment) -> bool:
     from nbgrader.api import Gradebook, MissingEntry
 
-    db = root / "gradebook.db"
-    if not db.exists():
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         return False
-    with Gradebook(f"sqlite:///{db}", course_id=assignment.course) as gb:
+    with _nbgrader_env(), Gradebook(url, course_id=assignment.course) as gb:
         try:
             gb.find_notebook(assignment.notebook_name, assignment.name)
             return True
@@ -87,35 +133,63 @@ def _in_gradebook(root: Path, assignment: Assignment) -> bool:
 
 
 def record(assignment: Assignment, student: str, grade_cells: dict[str, float],
-           root: Path | None = None, timestamp: datetime | None = None) -> Path | None:
+           root: Path | None = None, timestamp: datetime | None = None) -> Path | str | None:
     """Write one submission's per-grade-cell scores into nbgrader's gradebook.
 
-    Workers grade in parallel, so writes are serialised by a file lock, and a submission
-    older than the one already recorded for the student is not written (returns None):
-    the gradebook always holds the newest submission, whatever order the gradings finish in.
+    Workers grade in parallel, possibly on several machines, so writes are serialised (a
+    PostgreSQL advisory lock for a PostgreSQL gradebook, a file lock for a SQLite file), and
+    a submission older than the one already recorded for the student is not written (returns
+    None): the gradebook always holds the newest submission, whatever order the gradings
+    finish in. Returns the SQLite file, or the PostgreSQL URL without its password.
     """
     from nbgrader.api import Gradebook, MissingEntry
+    from sqlalchemy.engine import make_url
 
     root = root or course_root(assignment.course)
     root.mkdir(parents=True, exist_ok=True)
-    timestamp = timestamp or datetime.now(UTC)
-    with _locked(root / ".gradebook.lock"), warnings.catch_warnings():
+    url = gradebook_url(assignment.course, root)
+    postgres = _is_postgres(url)
+    # nbgrader's DateTime columns are naive: store UTC, whatever the database server's zone
+    when = (timestamp or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
+    lock = _advisory_locked(url, assignment.course) if postgres else _locked(root / ".gradebook.lock")
+    with lock, warnings.catch_warnings():
         # nbgrader's own session handling warns about autoflush on every new submission
         warnings.filterwarnings("ignore", message=".*not in session.*")
-        if not _in_gradebook(root, assignment):
-            generate(assignment, root)
-        with _nbgrader_env(), Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id=assignment.course) as gb:
+        if not _in_gradebook(url, assignment):
+            generate(assignment, root, db_url=url)
+        with _nbgrader_env(), Gradebook(url, course_id=assignment.course) as gb:
             gb.update_or_create_student(student)
             with contextlib.suppress(MissingEntry):
                 recorded = gb.find_submission(assignment.name, student).timestamp
-                if recorded and recorded.replace(tzinfo=UTC) > timestamp.astimezone(UTC).replace(tzinfo=UTC):
+                if recorded and recorded.replace(tzinfo=None) > when:
                     return None
-            gb.update_or_create_submission(assignment.name, student, timestamp=timestamp)
+            gb.update_or_create_submission(assignment.name, student, timestamp=when)
             for grade_id, score in grade_cells.items():
                 grade = gb.find_grade(grade_id, assignment.notebook_name, assignment.name, student)
                 grade.auto_score = score
             gb.db.commit()
-    return root / "gradebook.db"
+    return make_url(url).render_as_string(hide_password=True) if postgres else root / "gradebook.db"
+
+
+@contextlib.contextmanager
+def _advisory_locked(url: str, course: str) -> Iterator[None]:
+    """A PostgreSQL session lock for the course's gradebook: unlike ``flock`` it holds across
+    machines, and the server releases it if the worker dies."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    _ensure_database(url)
+    key = int.from_bytes(hashlib.sha256(f"deepgrade-gradebook:{course}".encode()).digest()[:8], "big", signed=True)
+    engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+    finally:
+        engine.dispose()
 
 
 @contextlib.contextmanager

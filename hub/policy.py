@@ -122,7 +122,7 @@ def formgrader_service(settings: HubSettings, course: str, index: int) -> dict[s
                f"--ServerApp.root_dir={root}"]
     if os.geteuid() == 0:
         command.append("--allow-root")
-    env = _passthrough("DEEPGRADE_HOME", "DEEPGRADE_DB_URL", "DEEPGRADE_ASSIGNMENTS", "PATH")
+    env = _passthrough("DEEPGRADE_HOME", "DEEPGRADE_DB_URL", "DEEPGRADE_GRADEBOOK_URL", "DEEPGRADE_ASSIGNMENTS", "PATH")
     env.update({"JUPYTER_CONFIG_PATH": os.pathsep.join([str(CONFIG_DIR / "formgrader"),
                                                          str(CONFIG_DIR / "common")]),
                 "JUPYTERHUB_DEFAULT_URL": "/formgrader", "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -140,16 +140,21 @@ def prepare_courses(settings: HubSettings) -> None:
             dest.mkdir(parents=True, exist_ok=True)
             if notebook.exists():
                 shutil.copy2(notebook, dest / notebook.name)
+    from autograders.gradebook import gradebook_url
+
     for course in settings.courses:
         root = settings.course_root(course)
-        (root / "nbgrader_config.py").write_text(
-            "c = get_config()  # noqa: F821 -- written by deepgrade\n"
-            f"c.CourseDirectory.course_id = {course!r}\n"
-            f"c.CourseDirectory.root = {str(root)!r}\n")
+        config = ("c = get_config()  # noqa: F821 -- written by deepgrade\n"
+                  f"c.CourseDirectory.course_id = {course!r}\n"
+                  f"c.CourseDirectory.root = {str(root)!r}\n")
+        if os.environ.get("DEEPGRADE_GRADEBOOK_URL"):  # the formgrader reads the workers' shared gradebook
+            config += f"c.CourseDirectory.db_url = {gradebook_url(course, root)!r}\n"
+        (root / "nbgrader_config.py").write_text(config)
 
 
 GRADING_SETTINGS = ("DEEPGRADE_QUEUE", "DEEPGRADE_WORKERS", "DEEPGRADE_GRADINGS_PER_HOUR", "DEEPGRADE_JOB_LEASE",
-                    "DEEPGRADE_BROKER_URL", "DEEPGRADE_SANDBOX")
+                    "DEEPGRADE_BROKER_URL", "DEEPGRADE_SANDBOX", "DEEPGRADE_GRADEBOOK_URL", "DEEPGRADE_WARM_SANDBOXES",
+                    "DEEPGRADE_CHECK_SERVER")
 
 
 def _passthrough(*names: str) -> dict[str, str]:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages deepgrade needs, only when they are missing (CI runs as root).
 #   ensure-system-packages.sh hub    what `make hub` needs: the sandbox and the proxy's npm
-#   ensure-system-packages.sh test   also the browser the tests drive
+#   ensure-system-packages.sh test   also the browser, Redis and PostgreSQL the tests use
 set -euo pipefail
 purpose="${1:-test}"
 needed=()
@@ -10,6 +10,7 @@ command -v npm >/dev/null 2>&1 || needed+=(npm)             # configurable-http-
 if [ "$purpose" = test ]; then
   command -v chromium >/dev/null 2>&1 || needed+=(chromium) # browser tests (Playwright)
   command -v redis-server >/dev/null 2>&1 || needed+=(redis-server) # the Celery queue backend's tests
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || needed+=(postgresql) # the PostgreSQL store and gradebook tests
 fi
 if [ ${#needed[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
