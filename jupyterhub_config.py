@@ -4,7 +4,9 @@ One file for every deployment: the course policy (sign-in, groups, roles, servic
 limits) is shared, and ``DEEPGRADE_HUB_MODE`` picks how servers are started:
 
 - ``local`` (default, what ``make hub`` runs): local processes, SQLite, configurable-http-proxy;
-- ``docker`` and ``kubernetes`` follow in their own modules.
+- ``docker`` (``docker-compose.yml``): DockerSpawner containers with CPU and GPU profiles,
+  see ``hub/docker.py``;
+- ``kubernetes`` follows in its own module.
 """
 
 from hub.policy import HubSettings, apply_course_policy
@@ -17,5 +19,9 @@ if settings.mode == "local":
     from hub import local
 
     local.configure(c, settings)
+elif settings.mode == "docker":
+    from hub import docker
+
+    docker.configure(c, settings)
 else:
-    raise SystemExit(f"DEEPGRADE_HUB_MODE={settings.mode!r} is not available yet: use 'local'")
+    raise SystemExit(f"DEEPGRADE_HUB_MODE={settings.mode!r} is not a deployment mode: use 'local' or 'docker'")

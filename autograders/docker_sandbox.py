@@ -36,7 +36,7 @@ import time
 import uuid
 from pathlib import Path
 
-from traitlets import Bool, Integer, List, Unicode
+from traitlets import Bool, Integer, List, Unicode, default
 
 from autograders.assignment import Limits
 from autograders.sandbox import (
@@ -69,8 +69,14 @@ class DockerSandbox(Sandbox):
     docker_host = Unicode("", help="DOCKER_HOST for the CLI (empty: the environment's or the default socket)."
                           ).tag(config=True)
     extra_args = List(Unicode(), [], help="More `docker run` options, placed before the image.").tag(config=True)
-    mount_host_system = Bool(True, help="Bind-mount the host's system paths, interpreter and virtualenv "
-                                        "read-only (the image is then only a skeleton root).").tag(config=True)
+    mount_host_system = Bool(help="Bind-mount the host's system paths, interpreter and virtualenv "
+                                   "read-only (the image is then only a skeleton root). Default: true, "
+                                   "or DEEPGRADE_DOCKER_MOUNT_HOST_SYSTEM=0.").tag(config=True)
+    image_paths = List(Unicode(), help="Folders the image carries at the same path as this process (e.g. "
+                                       "/opt/deepgrade): read-only paths inside them are not bind-mounted. A "
+                                       "worker in a container that drives the host's engine needs this, since "
+                                       "that engine cannot see the worker's files. Default: "
+                                       "DEEPGRADE_DOCKER_IMAGE_PATHS (separated by ':').").tag(config=True)
     system_paths = List(Unicode(), ["/usr", "/etc", "/opt"],
                         help="Host paths mounted read-only when mount_host_system is true.").tag(config=True)
     user = Unicode("", help="uid:gid inside the container. Empty: the owner of the work directory, or "
@@ -86,6 +92,17 @@ class DockerSandbox(Sandbox):
     max_file_size = Integer(1024, help="MiB: the largest file the command may write (--ulimit fsize); "
                                        "0: no limit.").tag(config=True)
     kill_grace = Integer(10, help="Seconds to wait for the CLI after `docker kill`.").tag(config=True)
+
+    @default("mount_host_system")
+    def _default_mount_host_system(self) -> bool:
+        return os.environ.get("DEEPGRADE_DOCKER_MOUNT_HOST_SYSTEM", "1").strip().lower() not in ("0", "false", "no")
+
+    @default("image_paths")
+    def _default_image_paths(self) -> list[str]:
+        return [p for p in os.environ.get("DEEPGRADE_DOCKER_IMAGE_PATHS", "").split(os.pathsep) if p]
+
+    def _in_image(self, path: Path) -> bool:
+        return any(path == Path(p) or Path(p) in path.parents for p in self.image_paths)
 
     # -- the engine ---------------------------------------------------------------------------
     @classmethod
@@ -145,7 +162,7 @@ class DockerSandbox(Sandbox):
             mounts += [(Path("/") / n, True) for n in ("bin", "sbin", "lib", "lib64", "lib32")
                        if not (Path("/") / n).is_symlink()]
             mounts += [(p, True) for p in _python_paths()]
-        mounts += [(Path(p), True) for p in readonly]
+        mounts += [(Path(p), True) for p in readonly if not self._in_image(Path(p))]
         mounts.append((workdir, False))
         for path, ro in mounts:
             if path.exists():

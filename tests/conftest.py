@@ -1,4 +1,5 @@
-"""Shared fixtures: the first assignment, an isolated DEEPGRADE_HOME, and notebook surgery."""
+"""Shared fixtures: the first assignment, an isolated DEEPGRADE_HOME, notebook surgery, and the
+session's one private Docker engine (``engine``, from ``tests/dockertools.py``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 import yaml
 
 from autograders.assignment import Assignment
+from tests.dockertools import engine  # noqa: F401 -- defined here once, so one dockerd serves every module
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 FIRST = "keras-intro/01-introducing-keras"

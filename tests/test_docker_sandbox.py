@@ -1,83 +1,28 @@
 """The Docker sandbox really isolates, enforces its limits and grades a real submission.
 
-The engine is set up here, not assumed: ``scripts/ensure-docker.sh`` installs Debian's
-docker.io when ``dockerd`` is missing, and a private ``dockerd --storage-driver=vfs`` (own
-data root, exec root, pidfile and socket under a temporary folder) runs for the session.
-No registry is reachable, so the image is a skeleton root made with ``docker import``
-(``build_skeleton_image``); the host's system, interpreter and virtualenv are bind-mounted
-read-only. If the engine cannot run a container here, the tests skip with the engine's own
-words. The tests that only build command lines need no engine.
+The engine is the session's private dockerd (``engine`` in ``tests/dockertools.py``, shared
+through ``conftest.py``). No registry is reachable, so the image is a skeleton root made with
+``docker import`` (``build_skeleton_image``); the host's system, interpreter and virtualenv are
+bind-mounted read-only. If the engine cannot run a container here, the tests skip with the
+engine's own words. The tests that only build command lines need no engine.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from autograders.assignment import Limits, repo_root
-from autograders.docker_sandbox import DockerSandbox, build_skeleton_image
+from autograders.docker_sandbox import DockerSandbox
 from autograders.sandbox import file_size_exceeded, memory_exceeded, pids_exceeded
 
 from .conftest import FIRST
+from .dockertools import GPU_ERROR
 from .test_sandbox import PROBE
-
-IMAGE = "deepgrade-grader:test"
-GPU_ERROR = 'could not select device driver "" with capabilities: [[gpu]]'
-
-@pytest.fixture(scope="session")
-def engine():
-    """(DOCKER_HOST, image) of a private dockerd that has run a container, or a skip with the reason."""
-    install = subprocess.run(["bash", str(repo_root() / "scripts" / "ensure-docker.sh")],
-                             capture_output=True, text=True)
-    if install.returncode != 0:
-        pytest.skip(f"no Docker engine: ensure-docker.sh said: {(install.stderr or install.stdout).strip()}")
-    if not shutil.which("docker"):
-        pytest.skip("no docker CLI on PATH")
-    root = Path(tempfile.mkdtemp(prefix="dgd-"))  # short: unix socket paths are limited to 107 bytes
-    host = f"unix://{root}/docker.sock"
-    log = (root / "dockerd.log").open("w")
-    daemon = subprocess.Popen(
-        ["dockerd", "--storage-driver=vfs", f"--data-root={root}/data", f"--exec-root={root}/exec",
-         f"--pidfile={root}/docker.pid", f"--host={host}", "--iptables=false", "--ip6tables=false",
-         "--bridge=none"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    env = {**os.environ, "DOCKER_HOST": host}
-    try:
-        deadline = time.monotonic() + 60
-        while subprocess.run(["docker", "version"], env=env, capture_output=True).returncode != 0:
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                tail = (root / "dockerd.log").read_text().strip().splitlines()[-5:]
-                pytest.skip("dockerd did not start: " + " | ".join(tail))
-            time.sleep(0.5)
-        build_skeleton_image(IMAGE, docker_host=host)
-        probe = subprocess.run(["docker", "run", "--rm", "--network", "none", *_host_mounts(), IMAGE, "true"],
-                               env=env, capture_output=True, text=True)
-        if probe.returncode != 0:
-            pytest.skip(f"the Docker engine cannot run a container here: {probe.stderr.strip()}")
-        yield host, IMAGE
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
-        log.close()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _host_mounts() -> list[str]:
-    return [arg for path in ("/usr", "/etc") for arg in ("--mount", f"type=bind,source={path},target={path},readonly")]
 
 
 @pytest.fixture
