@@ -36,26 +36,21 @@ def warm_enabled() -> bool:
     return os.environ.get("DEEPGRADE_WARM_SANDBOXES", "1") != "0"
 
 
-def public_data_root() -> Path:
-    """The public dataset splits, the only data a sandbox can see."""
-    from datasets import public_root
-
-    return public_root()
-
-
 def runner_command(assignment: Assignment, work: Path, argv_tail: list[str]) -> dict:
-    """How the notebook runner is started in a sandbox: argv, read-only paths, environment, limits."""
-    public_data_root().mkdir(parents=True, exist_ok=True)
-    if assignment.datasets:
-        from datasets import materialize
+    """How the notebook runner is started in a sandbox: argv, read-only paths, environment, limits.
+    The public dataset splits are the only data a sandbox can see."""
+    from datasets import materialize, public_root
 
-        materialize(public_data_root(), assignment.datasets)
+    public = public_root()
+    public.mkdir(parents=True, exist_ok=True)
+    if assignment.datasets:
+        materialize(public, assignment.datasets)
     limits: Limits = assignment.limits
     return {
         "argv": [sys.executable, "-m", "autograders.execute", str(work), *argv_tail],
         "workdir": work,
-        "readonly": [repo_root() / "autograders", repo_root() / "datasets", public_data_root()],
-        "env": {"DEEPGRADE_PUBLIC_DATA": str(public_data_root()), "TF_CPP_MIN_LOG_LEVEL": "3",
+        "readonly": [repo_root() / "autograders", repo_root() / "datasets", public],
+        "env": {"DEEPGRADE_PUBLIC_DATA": str(public), "TF_CPP_MIN_LOG_LEVEL": "3",
                 "PYTHONPATH": str(repo_root()), **thread_env(limits)},
         "limits": limits,
     }
