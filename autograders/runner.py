@@ -329,12 +329,13 @@ def grade(notebook: Path, assignment: Assignment | str, *, workdir: Path | None 
           pool: WarmPool | None = None) -> dict[str, Any]:
     """Grade ``notebook`` and return the result (also written to ``workdir/result.json``).
 
-    With a ``pool`` (of the same sandbox), the notebook runs in a sandbox started ahead of it."""
+    With a ``pool``, the notebook runs in a sandbox of the pool's kind started ahead of it."""
     if not isinstance(assignment, Assignment):
         assignment = Assignment.load(assignment)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="deepgrade-grade-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    g = Grading(assignment, Path(notebook), workdir, student=student, seed=seed, sandbox=sandbox,
+    g = Grading(assignment, Path(notebook), workdir, student=student, seed=seed,
+                sandbox=pool.sandbox if pool else sandbox,
                 gradebook_root=gradebook_root, record_gradebook=record_gradebook, calibrating=calibrating,
                 pool=pool)
     if submitted_at:  # the exchange's server time, so the formgrader matches grade and submission

@@ -100,8 +100,8 @@ def grade_submission(store: CourseStore, job: JobInfo, work: Path, sandbox: Sand
                            "under its original name"}
     root = course_root(job.course)
     result = grade(notebook, assignment, workdir=work, student=job.student, seed=1,
-                   sandbox=pool.sandbox if pool else sandbox or default_sandbox(), record_gradebook=True,
-                   gradebook_root=root, submitted_at=row.submitted_at, pool=pool)
+                   sandbox=sandbox or default_sandbox(), record_gradebook=True, gradebook_root=root,
+                   submitted_at=row.submitted_at, pool=pool)
     if result.get("execution", {}).get("gradebook"):  # the newest submission: show it in the formgrader
         _lay_out(root, job, assignment, files, work, row.submitted_at)
     return {**result, "notebook": assignment.notebook_name}

@@ -61,9 +61,8 @@ def test_cold_and_warm_grade_alike(tmp_path: Path) -> None:
     nbformat.write(nb, submission)
     cold = grade(submission, assignment, workdir=tmp_path / "cold", seed=1)
     with WarmPool(default_sandbox(), scratch=tmp_path) as pool:
-        warm = grade(submission, assignment, workdir=tmp_path / "warm", seed=1, sandbox=pool.sandbox, pool=pool)
-        second = grade(submission, assignment, workdir=tmp_path / "second", seed=1, sandbox=pool.sandbox,
-                       pool=pool)
+        warm = grade(submission, assignment, workdir=tmp_path / "warm", seed=1, pool=pool)
+        second = grade(submission, assignment, workdir=tmp_path / "second", seed=1, pool=pool)
     assert cold["execution"]["warm_start"] is False and second["execution"]["warm_start"] is True
     failed = [{c["id"] for c in r["checks"] if not c["passed"]} for r in (cold, warm, second)]
     assert failed[0] and failed[0] == failed[1] == failed[2]
