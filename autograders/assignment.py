@@ -40,7 +40,7 @@ class Limits:
     memory: int = 4096       # MiB of memory for everything the notebook starts
     pids: int = 256          # processes and threads at once (TensorFlow alone starts dozens of threads)
     output: int = 2_000_000  # characters of notebook output kept (beyond it, output is cut and noted)
-    cpus: float = 1.0        # CPU cores (enforced by the Docker sandbox)
+    cpus: float = 1.0        # CPU cores (a cgroup CPU quota; Docker: --cpus) and threads per numeric pool
     gpu: bool = False        # request a GPU (Docker sandbox: --gpus all)
 
     @classmethod

@@ -60,10 +60,11 @@ def choose(values: list[float], direction: str, margin: float) -> float:
 def calibrate(assignment: Assignment, seeds: int = 5, workers: int = 2,
               on_done: Callable[[Job], None] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"deepgrade-calibrate-{assignment.name}-") as tmp:
-        jobs = [Job(f"reference seed {s}", assignment.source_notebook, s, calibrating=True) for s in range(1, seeds + 1)]
-        jobs += [Job(f"mistake {m.id}", apply_mistake(assignment, m, Path(tmp) / f"{m.id}.ipynb"), 1, calibrating=True)
-                 for m in assignment.mistakes]
-        run_jobs(assignment, jobs, workers, Path(tmp), on_done)
+        jobs = [Job(assignment, f"reference seed {s}", assignment.source_notebook, s, calibrating=True)
+                for s in range(1, seeds + 1)]
+        jobs += [Job(assignment, f"mistake {m.id}", apply_mistake(assignment, m, Path(tmp) / f"{m.id}.ipynb"), 1,
+                     calibrating=True) for m in assignment.mistakes]
+        run_jobs(jobs, workers, Path(tmp), on_done)
         curves = _curves([j for j in jobs if j.label.startswith("reference")])
     reference = [j for j in jobs if j.label.startswith("reference")]
     broken = [j for j in jobs if j.label.startswith("mistake")]

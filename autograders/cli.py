@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -134,30 +135,35 @@ def _selected(args: argparse.Namespace) -> list[Assignment]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from autograders.validate import DEFAULT_SEEDS, validate
+    from autograders.validate import DEFAULT_SEEDS, validate_all
 
     seeds = tuple(range(1, args.seeds + 1)) if args.seeds else DEFAULT_SEEDS
-    failures = 0
-    times: dict[str, float] = {}
-    for assignment in _selected(args):
-        start = time.monotonic()
-        total = len(seeds) + 1 + len(assignment.mistakes)
-        with _progress() as progress:
-            task = progress.add_task(f"validate {assignment.id}", total=total)
-            verdicts = validate(assignment, seeds, args.workers, on_done=lambda _job, t=task: progress.advance(t))
-        table = Table(title=f"validate {assignment.id}")
+    assignments = _selected(args)
+    start = time.monotonic()
+    with _progress() as progress:
+        tasks = {a.id: progress.add_task(f"validate {a.id}", total=len(seeds) + 1 + len(a.mistakes))
+                 for a in assignments}
+        proofs = validate_all(assignments, seeds, args.workers,
+                              on_done=lambda job: progress.advance(tasks[job.assignment.id]))
+    wall = time.monotonic() - start
+    for proof in proofs:
+        table = Table(title=f"validate {proof.assignment.id}")
         for column in ("run", "ok", "score", "detail"):
             table.add_column(column, overflow="fold")
-        for v in verdicts:
+        for v in proof.verdicts:
             table.add_row(v.label, "[green]✔[/]" if v.ok else "[red]✘[/]", f"{v.score:g}/{v.max_score:g}", v.detail)
         console.print(table)
-        failures += sum(not v.ok for v in verdicts)
-        times[assignment.id] = time.monotonic() - start
-        console.print(f"validated {assignment.id} in {times[assignment.id]:.0f} s")
-    if len(times) > 1:
-        slowest = max(times, key=times.get)
-        console.print(f"validated {len(times)} assignments in {sum(times.values()) / 60:.1f} min; "
-                      f"slowest: {slowest} ({times[slowest]:.0f} s)")
+        console.print(f"validated {proof.assignment.id}: {len(proof.verdicts)} proofs, "
+                      f"{proof.seconds:.0f} s of grading")
+    slowest = max(proofs, key=lambda p: p.seconds)
+    console.print(f"validated {len(proofs)} assignment(s) in {wall / 60:.1f} min with {args.workers} workers; "
+                  f"slowest: {slowest.assignment.id} ({slowest.seconds:.0f} s of grading)")
+    if args.json:
+        report = {"seconds": round(wall, 1), "workers": args.workers, "seeds": list(seeds),
+                  "assignments": {p.assignment.id: {"ok": p.ok, "seconds": round(p.seconds, 1),
+                                                    "verdicts": [vars(v) for v in p.verdicts]} for p in proofs}}
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    failures = sum(not v.ok for p in proofs for v in p.verdicts)
     console.print("[green]all proofs hold[/]" if not failures else f"[red]{failures} proof(s) failed[/]")
     return 1 if failures else 0
 
@@ -279,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true")
     p.add_argument("--seeds", type=int, default=0, help="number of reference seeds (default 5)")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--json", metavar="PATH", help="also write the verdicts and times as JSON (for CI)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("calibrate", help="measure the reference over seeds and write thresholds")

@@ -23,10 +23,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 from autograders.artifacts import CELLS_FILE
 from autograders.export import EXPORT_DIR_ENV
+
+# jsonschema (under nbformat) imports rfc3987_syntax for its "iri" format when installed, and
+# that package compiles a grammar on import: 1.5 s of CPU in every sandbox. No notebook schema
+# field is an IRI, so the runner goes without it (jsonschema skips the format on ImportError).
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
+
+import nbformat  # noqa: E402
 
 EXECUTED = "executed.ipynb"
 SUBMISSION = "submission.ipynb"

@@ -33,7 +33,7 @@ from autograders.checker import CheckServer
 from autograders.execute import EXECUTED, EXECUTION_FILE, SUBMISSION, grade_id
 from autograders.kernels import WarmPool, WarmSpec, release, runner_command
 from autograders.results import CheckResult
-from autograders.sandbox import Sandbox, default_sandbox
+from autograders.sandbox import Sandbox, default_sandbox, thread_env
 
 RESULT = "result.json"
 
@@ -255,13 +255,14 @@ class RunChecks(Step):
         if g.calibrating:
             args.append("--deepgrade-calibrate")
         limit = g.assignment.limits.check_time
+        # Checks that retrain a model get the notebook's thread budget, so they cost what it did.
+        env = {"TF_CPP_MIN_LOG_LEVEL": "3", **thread_env(g.assignment.limits)}
         try:
             if os.environ.get("DEEPGRADE_CHECK_SERVER", "1") != "0":
-                run = CheckServer.shared().run(args, cwd=g.workdir, env={"TF_CPP_MIN_LOG_LEVEL": "3"},
-                                               timeout=limit)
+                run = CheckServer.shared().run(args, cwd=g.workdir, env=env, timeout=limit)
                 code, output = run.returncode, run.output
             else:
-                env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": "0"}
+                env = {**os.environ, **env, "PYTHONHASHSEED": "0"}
                 proc = subprocess.run([sys.executable, "-m", "pytest", *args], capture_output=True, text=True,
                                       timeout=limit, env=env, cwd=g.workdir)
                 code, output = proc.returncode, proc.stdout + proc.stderr

@@ -36,6 +36,8 @@ from traitlets.config import LoggingConfigurable
 from autograders.assignment import Limits
 
 MIB = 2**20
+CONTROLLERS = ("memory", "pids", "cpu")  # the cgroup controllers a run gets its own group in
+CPU_PERIOD_US = 100_000  # the CFS period: a quota of cpus x period per period
 
 
 @dataclass
@@ -76,9 +78,11 @@ def thread_env(limits: Limits) -> dict[str, str]:
 
     TensorFlow, OpenBLAS and MKL start about one thread per visible core in each pool (TF 2.21:
     about 4 per core), so on a 64-core grading machine a Keras notebook alone would pass the
-    default limit of 256 processes and threads. Sized from ``limits.cpus`` (at least 2), the count
-    no longer depends on the machine."""
-    n = str(max(2, math.ceil(limits.cpus)))
+    default limit of 256 processes and threads. Sized from ``limits.cpus``, the count no longer
+    depends on the machine. One thread per core granted, no more: the course's small models gain
+    nothing from a second thread under a 1-core quota, and its spinning costs CPU (on keras-intro/03,
+    one thread grades in 53 s and 56 CPU-s, two in 59 s and 62 CPU-s)."""
+    n = str(max(1, math.ceil(limits.cpus)))
     return {key: n for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                                "TF_NUM_INTEROP_THREADS", "TF_NUM_INTRAOP_THREADS")}
 
@@ -325,8 +329,6 @@ class BubblewrapSandbox(Sandbox):
     def confine(self, limits: Limits, workdir: Path) -> Confinement:
         box = CgroupConfinement(limits, workdir, root=Path(self.cgroup_root), max_file_size=self.max_file_size,
                                 disk_limit=self.disk_limit, max_files=self.max_files)
-        box.unenforced.append("cpus: not enforced by bubblewrap (the notebook may use every core of the "
-                              "grading machine)")
         if limits.gpu and not gpu_devices():
             box.unenforced.append("gpu: this grading machine has no NVIDIA device (/dev/nvidia*), so the "
                                   "notebook ran on the CPU")
@@ -339,8 +341,10 @@ class CgroupConfinement(Confinement):
     The command enters it before anything else runs, through ``sh -c 'echo $$ > cgroup.procs;
     exec "$@"'`` (no ``preexec_fn``, so threads may start runs concurrently); ``prlimit`` then
     sets RLIMIT_FSIZE (a file may not grow past ``max_file_size``) and RLIMIT_CORE (no core dumps).
-    Where a controller cannot be used (not root, not mounted, not delegated), the limit is
-    listed in ``unenforced`` with the reason, and RLIMIT_NPROC stands in for pids when it binds.
+    The ``cpu`` controller's quota (CFS bandwidth) holds the run to ``limits.cpus`` cores, so a
+    submission's time does not depend on how many others grade beside it. Where a controller
+    cannot be used (not root, not mounted, not delegated), the limit is listed in ``unenforced``
+    with the reason, and RLIMIT_NPROC stands in for pids when it binds.
     """
 
     def __init__(self, limits: Limits, workdir: Path, *, root: Path = Path("/sys/fs/cgroup"),
@@ -366,7 +370,7 @@ class CgroupConfinement(Confinement):
 
     def _setup(self) -> None:
         where = _own_cgroups(self.root)
-        for controller in ("memory", "pids"):
+        for controller in CONTROLLERS:
             problem = self._create(controller, where.get(controller))
             if problem:
                 self.unenforced.append(problem)
@@ -391,7 +395,7 @@ class CgroupConfinement(Confinement):
             self.unenforced.append("disk: no limit on what the notebook writes to its work directory")
 
     def _create(self, controller: str, parent: tuple[Path, bool] | None) -> str | None:
-        what = "memory" if controller == "memory" else "processes"
+        what = {"memory": "memory", "pids": "processes", "cpu": "cpus"}[controller]
         if parent is None:
             return (f"{what}: not enforced (no writable '{controller}' cgroup controller here)"
                     + ("; RLIMIT_NPROC does not bind root" if controller == "pids" and os.geteuid() == 0 else ""))
@@ -410,6 +414,13 @@ class CgroupConfinement(Confinement):
                 swap = target / ("memory.swap.max" if v2 else "memory.memsw.limit_in_bytes")
                 if swap.exists():  # swap may not stretch the limit
                     _write(swap, "0" if v2 else limit)
+            elif controller == "cpu":
+                quota = max(1000, round(self.limits.cpus * CPU_PERIOD_US))
+                if v2:
+                    _write(target / "cpu.max", f"{quota} {CPU_PERIOD_US}")
+                else:
+                    _write(target / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+                    _write(target / "cpu.cfs_quota_us", str(quota))
             else:
                 _write(target / "pids.max", str(self.limits.pids))
         except OSError as exc:
@@ -491,7 +502,7 @@ class CgroupConfinement(Confinement):
 
 
 def _own_cgroups(root: Path) -> dict[str, tuple[Path, bool]]:
-    """Per controller (memory, pids): this process's cgroup folder, and whether it is cgroup v2."""
+    """Per controller (memory, pids, cpu): this process's cgroup folder, and whether it is cgroup v2."""
     try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
         mounts = Path("/proc/self/mountinfo").read_text().splitlines()
@@ -514,7 +525,7 @@ def _own_cgroups(root: Path) -> dict[str, tuple[Path, bool]]:
         if not mountpoint.is_relative_to(root):
             continue
         if fstype == "cgroup":
-            for controller in ("memory", "pids"):
+            for controller in CONTROLLERS:
                 if controller in options and controller in hierarchies:
                     folder = mountpoint / _relative(hierarchies[controller], mount_root)
                     if folder.is_dir():
@@ -526,7 +537,7 @@ def _own_cgroups(root: Path) -> dict[str, tuple[Path, bool]]:
     if v2_folder is not None:
         with contextlib.suppress(OSError):
             available = _read(v2_folder / "cgroup.controllers").split()
-            for controller in ("memory", "pids"):
+            for controller in CONTROLLERS:
                 if controller in available and controller not in where:
                     where[controller] = (v2_folder, True)
     return where

@@ -3,12 +3,14 @@
 For one assignment: the reference solution earns full marks on every seed, the blank
 release earns zero without crashing, and every planted mistake loses exactly the checks
 it declares, no more and no fewer. Gradings run in parallel worker threads (each one is a
-sandbox plus a checker process, so threads only wait).
+sandbox plus a checker process, so threads only wait); ``validate --all`` puts every
+assignment's gradings in one queue.
 """
 
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,33 +42,37 @@ def apply_mistake(assignment: Assignment, mistake: Mistake, dest: Path) -> Path:
 
 @dataclass
 class Job:
+    assignment: Assignment
     label: str
     notebook: Path
     seed: int
     calibrating: bool = False
     result: dict[str, Any] = field(default_factory=dict)
     workdir: Path | None = None
+    seconds: float = 0.0
 
 
-def run_jobs(assignment: Assignment, jobs: list[Job], workers: int, base: Path,
-             on_done: Callable[[Job], None] | None = None) -> list[Job]:
+def run_jobs(jobs: list[Job], workers: int, base: Path, on_done: Callable[[Job], None] | None = None) -> list[Job]:
     """Grade every job, ``workers`` at a time; each gets its own work directory under ``base``.
-    The next ``workers`` sandboxes start while the current ones run (a warm pool)."""
+    The next ``workers`` sandboxes start while the current ones run (a warm pool). Jobs may
+    belong to different assignments: one queue keeps every worker busy to the end."""
     sandbox = default_sandbox()
     warm = WarmPool(sandbox, depth=workers, repeat=False, scratch=base) if warm_enabled() else None
 
     def one(index_job: tuple[int, Job]) -> Job:
         index, job = index_job
-        job.workdir = base / f"{index:02d}-{job.label.replace(' ', '_').replace('/', '_')}"
-        job.result = grade(job.notebook, assignment, workdir=job.workdir, seed=job.seed, sandbox=sandbox,
+        job.workdir = base / f"{index:03d}-{job.label.replace(' ', '_').replace('/', '_')}"
+        started = time.monotonic()
+        job.result = grade(job.notebook, job.assignment, workdir=job.workdir, seed=job.seed, sandbox=sandbox,
                            calibrating=job.calibrating, student=job.label, pool=warm)
+        job.seconds = time.monotonic() - started
         if on_done:
             on_done(job)
         return job
 
     try:
         if warm:
-            warm.expect(WarmSpec.of(assignment, job.seed) for job in jobs)
+            warm.expect(WarmSpec.of(job.assignment, job.seed) for job in jobs)
         with ThreadPoolExecutor(max_workers=max(1, workers)) as threads:
             return list(threads.map(one, enumerate(jobs)))
     finally:
@@ -116,19 +122,46 @@ def _judge(assignment: Assignment, job: Job) -> Verdict:
 
 
 def proof_jobs(assignment: Assignment, seeds: Iterable[int], workdir: Path) -> list[Job]:
-    jobs = [Job(f"reference seed {s}", assignment.source_notebook, s) for s in seeds]
-    jobs.append(Job("blank", assignment.release_notebook, 1))
+    workdir.mkdir(parents=True, exist_ok=True)
+    jobs = [Job(assignment, f"reference seed {s}", assignment.source_notebook, s) for s in seeds]
+    jobs.append(Job(assignment, "blank", assignment.release_notebook, 1))
     for mistake in assignment.mistakes:
-        jobs.append(Job(f"mistake {mistake.id}", apply_mistake(assignment, mistake, workdir / f"{mistake.id}.ipynb"), 1))
+        planted = apply_mistake(assignment, mistake, workdir / f"{mistake.id}.ipynb")
+        jobs.append(Job(assignment, f"mistake {mistake.id}", planted, 1))
     return jobs
+
+
+@dataclass
+class Proof:
+    """One assignment's verdicts, and the grading seconds its runs took (summed over workers)."""
+
+    assignment: Assignment
+    verdicts: list[Verdict]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return all(v.ok for v in self.verdicts)
+
+
+def validate_all(assignments: Iterable[Assignment], seeds: Iterable[int] = DEFAULT_SEEDS, workers: int = 2,
+                 on_done: Callable[[Job], None] | None = None) -> list[Proof]:
+    """Every assignment's proofs, graded as one queue of jobs."""
+    assignments, seeds = list(assignments), tuple(seeds)
+    with tempfile.TemporaryDirectory(prefix="deepgrade-validate-") as tmp:
+        jobs = [job for a in assignments for job in proof_jobs(a, seeds, Path(tmp) / "mistakes" / a.id)]
+        run_jobs(jobs, workers, Path(tmp), on_done)
+    proofs = []
+    for assignment in assignments:
+        mine = [job for job in jobs if job.assignment is assignment]
+        verdicts = [_judge(assignment, job) for job in mine]
+        if len(assignment.mistakes) < 3:
+            verdicts.append(Verdict("planted mistakes", False, 0, 0,
+                                    f"{len(assignment.mistakes)} planted mistakes; every assignment needs at least 3"))
+        proofs.append(Proof(assignment, verdicts, sum(job.seconds for job in mine)))
+    return proofs
 
 
 def validate(assignment: Assignment, seeds: Iterable[int] = DEFAULT_SEEDS, workers: int = 2,
              on_done: Callable[[Job], None] | None = None) -> list[Verdict]:
-    with tempfile.TemporaryDirectory(prefix=f"deepgrade-validate-{assignment.name}-") as tmp:
-        jobs = run_jobs(assignment, proof_jobs(assignment, seeds, Path(tmp)), workers, Path(tmp), on_done)
-    verdicts = [_judge(assignment, job) for job in jobs]
-    if len(assignment.mistakes) < 3:
-        verdicts.append(Verdict("planted mistakes", False, 0, 0,
-                                f"{len(assignment.mistakes)} planted mistakes; every assignment needs at least 3"))
-    return verdicts
+    return validate_all([assignment], seeds, workers, on_done)[0].verdicts

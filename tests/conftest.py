@@ -1,5 +1,6 @@
-"""Shared fixtures: the first assignment, an isolated DEEPGRADE_HOME, notebook surgery, and the
-session's one private Docker engine (``engine``, from ``tests/dockertools.py``)."""
+"""Shared fixtures: the first assignment, an isolated DEEPGRADE_HOME, notebook surgery, the
+session's one private Docker engine (``engine``, from ``tests/dockertools.py``) and the course
+validation that runs beside the suite (``course_proof``, from ``tests/course_proof.py``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ import pytest
 import yaml
 
 from autograders.assignment import Assignment
+from tests.course_proof import (  # noqa: F401 -- the background course validation (a plugin)
+    course_proof,
+    pytest_collection_modifyitems,
+    pytest_unconfigure,
+)
 from tests.dockertools import engine  # noqa: F401 -- defined here once, so one dockerd serves every module
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -338,9 +338,9 @@ def attack(first_assignment: Assignment, tmp_path_factory: pytest.TempPathFactor
     attacks = {"monkeypatch-autograders": monkeypatch_autograders, "monkeypatch-numpy-keras": monkeypatch_numpy_keras,
                "escape": escape, "tamper": tamper, "flood-and-fork": flood_and_fork, "memory-bomb": memory_bomb}
     hashes = {str(p): _sha(p) for p in (hidden_test, quick.path / "assignment.yaml", sentinel)}
-    jobs = [Job(name, edited_notebook(quick, tmp / f"{name}.ipynb", edit), 1) for name, edit in attacks.items()]
+    jobs = [Job(quick, name, edited_notebook(quick, tmp / f"{name}.ipynb", edit), 1) for name, edit in attacks.items()]
     try:
-        done = {job.label: job for job in run_jobs(quick, jobs, workers=2, base=tmp / "runs")}
+        done = {job.label: job for job in run_jobs(jobs, workers=2, base=tmp / "runs")}
     finally:
         leaked = [p for p in probes if p.exists()]
         for p in leaked:  # never leave an attacker's file in the checkout, even when a test fails

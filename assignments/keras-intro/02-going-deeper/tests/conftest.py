@@ -13,23 +13,10 @@ from sklearn.model_selection import train_test_split
 
 import datasets
 
-# The registry gives banknotes a `split`, so its hidden rows are absent from the student's file.
-# darts and irrigation_machine have none yet: the same rule (datasets.hidden_mask, 20% of the
-# rows, these salts) picks their hidden rows here, and the student's files still contain them,
-# so their "hidden" scores stay optimistic until those registry entries get a split.
-HOLDOUT = {
-    "keras-intro/darts": "darts-v1",
-    "keras-intro/irrigation_machine": "irrigation_machine-v1",
-}
-
 
 def parts(name: str):
     """(the rows the student's notebook reads, the rows kept for grading)."""
-    if datasets.get_registry()[name].split is not None:
-        return datasets.public_split(name), datasets.hidden_split(name)
-    full = datasets.load(name)
-    mask = datasets.hidden_mask(len(full), datasets.Split(0.2, HOLDOUT[name]))
-    return full, full.iloc[np.flatnonzero(mask)]
+    return datasets.public_split(name), datasets.hidden_split(name)
 
 
 @pytest.fixture(scope="session")
