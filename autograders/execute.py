@@ -40,6 +40,7 @@ READY = "kernel-ready"  # written by a warm start once its kernel has imported w
 MAX_OUTPUT_CHARS = 20_000
 DEFAULT_OUTPUT_LIMIT = 2_000_000
 KERNEL_DIED_EXIT = 3
+WARM_START_FAILED_EXIT = 4
 
 PREAMBLE = """\
 import os as _os
@@ -216,7 +217,12 @@ async def _execute(workdir: Path, settings: dict[str, Any] | None, preload: list
         client.km = client.create_kernel_manager()
         await client.async_start_new_kernel()
         await client.async_start_new_kernel_client()
-        await client.kc.execute_interactive(warmup_code(preload), timeout=300)
+        reply = await client.kc.execute_interactive(warmup_code(preload), timeout=300)
+        if reply["content"].get("status") != "ok":  # the pool discards this sandbox; the grading runs cold
+            print(f"warm start failed: {reply['content'].get('ename')}: {reply['content'].get('evalue')}",
+                  file=sys.stderr)
+            await client._async_cleanup_kernel()
+            return WARM_START_FAILED_EXIT
         (workdir / READY).write_text("ready\n")
         line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         if not line.strip():
@@ -249,12 +255,11 @@ async def _execute(workdir: Path, settings: dict[str, Any] | None, preload: list
 
 
 def warmup_code(modules: list[str]) -> str:
-    """Imports the notebook will need anyway; one that fails is left for the notebook to report."""
-    lines = ["import os as _os", "_os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')"]
-    for name in modules:
-        lines.append(f"try:\n    import {name}\nexcept Exception:\n    pass")
-    lines.append("del _os")
-    return "\n".join(lines)
+    """Imports the notebook will need anyway. One that fails fails the warm start, and the
+    submission runs cold: its cells must never meet a half-finished import (a partly imported
+    matplotlib, for one, breaks every later ``import matplotlib.pyplot``)."""
+    return "\n".join(["import os as _os", "_os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')",
+                      *(f"import {name}" for name in modules), "del _os"])
 
 
 def notebook_imports(nb: Any) -> list[str]:

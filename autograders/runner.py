@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -323,6 +324,19 @@ PIPELINE: list[Step] = [ReadNotebook(), RestoreAutograderCells(), ExecuteInSandb
                         RecordInGradebook(), WriteFeedback()]
 
 
+_LIBRARY_IMPORT = threading.Lock()
+
+
+def _import_grading_libraries() -> None:
+    """nbgrader and nbconvert import each other in circles, so two grading threads importing them
+    for the first time at once can get a half-initialised module (an ImportError). The first
+    grading imports them under a lock; later ones find them loaded."""
+    with _LIBRARY_IMPORT:
+        import nbconvert  # noqa: F401
+        import nbgrader.api
+        import nbgrader.apps.api  # noqa: F401
+
+
 def grade(notebook: Path, assignment: Assignment | str, *, workdir: Path | None = None,
           student: str = "student", seed: int = 0, sandbox: Sandbox | None = None,
           gradebook_root: Path | None = None, record_gradebook: bool = False,
@@ -331,6 +345,7 @@ def grade(notebook: Path, assignment: Assignment | str, *, workdir: Path | None 
     """Grade ``notebook`` and return the result (also written to ``workdir/result.json``).
 
     With a ``pool``, the notebook runs in a sandbox of the pool's kind started ahead of it."""
+    _import_grading_libraries()
     if not isinstance(assignment, Assignment):
         assignment = Assignment.load(assignment)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="deepgrade-grade-"))

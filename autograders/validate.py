@@ -160,8 +160,3 @@ def validate_all(assignments: Iterable[Assignment], seeds: Iterable[int] = DEFAU
                                     f"{len(assignment.mistakes)} planted mistakes; every assignment needs at least 3"))
         proofs.append(Proof(assignment, verdicts, sum(job.seconds for job in mine)))
     return proofs
-
-
-def validate(assignment: Assignment, seeds: Iterable[int] = DEFAULT_SEEDS, workers: int = 2,
-             on_done: Callable[[Job], None] | None = None) -> list[Verdict]:
-    return validate_all([assignment], seeds, workers, on_done)[0].verdicts

@@ -294,7 +294,7 @@ def attack(first_assignment: Assignment, tmp_path_factory: pytest.TempPathFactor
     hidden_test = quick.tests_dir / "test_introducing_keras.py"
     host_data = [str(p) for _, p in candidates("keras-intro/orbit") if p.exists()]
     hidden = [str(hidden_test), str(quick.path / "assignment.yaml"), str(first_assignment.tests_dir),
-              str(repo_root() / "assignments"), str(tmp / "runs" / "00-monkeypatch-autograders"), *host_data]
+              str(repo_root() / "assignments"), str(tmp / "runs" / "000-monkeypatch-autograders"), *host_data]
     probes = [repo_root() / "autograders" / PROBE, Path(sys.prefix) / PROBE,
               first_assignment.tests_dir / PROBE]
     targets = {
@@ -561,7 +561,7 @@ def test_default_limits_leave_room_for_tensorflow(attack: dict) -> None:
     usage = _result(attack, "monkeypatch-autograders")["execution"]["usage"]
     assert 10 <= usage["pids_peak"] < 128 and usage["memory_peak_mib"] < 1024
     assert not _result(attack, "monkeypatch-autograders")["execution"]["limits_exceeded"]
-    assert "cpus: not enforced" in " ".join(_result(attack, "escape")["execution"]["limits_not_enforced"])
+    assert _result(attack, "escape")["execution"]["limits_not_enforced"] == []  # CPU quota included
 
 
 # -- the output budget itself (no grading) -------------------------------------------------------

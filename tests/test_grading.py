@@ -80,7 +80,7 @@ def bad_results(first_assignment: Assignment, tmp_path_factory: pytest.TempPathF
     """Grade every bad submission once, two at a time, with a short per-cell limit."""
     tmp = tmp_path_factory.mktemp("bad")
     quick = copy_assignment(first_assignment, tmp / "assignments",
-                            limits={"time": 240, "cell_timeout": 20, "check_time": 240})
+                            limits={"time": 240, "cell_timeout": 60, "check_time": 240})
     jobs = [Job(quick, name, edited_notebook(quick, tmp / f"{name}.ipynb", edit), 1) for name, edit in BAD_INPUTS.items()]
     return {job.label: job.result for job in run_jobs(jobs, workers=2, base=tmp / 'runs')}
 
@@ -140,7 +140,7 @@ def test_exception_in_student_code_costs_only_its_cell(bad_results: dict) -> Non
 def test_infinite_loop_is_interrupted_and_the_rest_graded(bad_results: dict) -> None:
     result = bad_results["infinite-loop"]
     assert result["status"] == "graded"
-    assert "stopped after 20 s" in result["message"]
+    assert "stopped after 60 s" in result["message"]
     assert _failed(result) == {"test_shown_architecture"}
     assert "CellTimeout" in _check(result, "test_shown_architecture")["message"]
 
@@ -202,6 +202,7 @@ def test_calibrate_writes_distributions_and_thresholds(tmp_path: Path) -> None:
     calibrated = Assignment.load(copy.path)
     for spec in calibrated.config["thresholds"].values():
         assert len(spec["reference"]["values"]) == 2
-        assert spec["value"] >= spec["reference"]["worst"] > 0
+        worst, value = spec["reference"]["worst"], spec["value"]
+        assert (value >= worst > 0) if spec["direction"] == "below" else (worst >= value > 0), spec
         assert spec["broken"], "planted mistakes are measured against each threshold"
     assert calibrated.reference_curves, "the reference's learning-curve band is stored"

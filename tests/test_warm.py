@@ -69,6 +69,21 @@ def test_cold_and_warm_grade_alike(tmp_path: Path) -> None:
     assert cold["score"] == warm["score"] == second["score"] < cold["max_score"]
 
 
+def test_a_failed_preload_falls_back_to_a_cold_start(tmp_path: Path) -> None:
+    """A preload import that fails must not leave half an import behind for the student's cells:
+    the warm sandbox is thrown away and the grading starts cold, with the same result."""
+    assignment = copy_assignment(Assignment.load(NUMPY), tmp_path / "course")
+    release = nbformat.read(assignment.release_notebook, as_version=4)
+    release.cells.insert(0, nbformat.v4.new_code_cell("import no_such_module_anywhere"))
+    nbformat.write(release, assignment.release_notebook)
+    with WarmPool(default_sandbox(), scratch=tmp_path) as pool:
+        pool.expect([WarmSpec.of(assignment, 1)])
+        assert not pool.warm[0].ready(120) and pool.warm[0].started.proc.returncode == 4
+        result = grade(assignment.source_notebook, assignment, workdir=tmp_path / "g", seed=1, pool=pool)
+    assert result["execution"]["warm_start"] is False
+    assert result["score"] == result["max_score"] > 0, result["message"]
+
+
 def _test_file(folder: Path, body: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "test_probe.py").write_text(body)
