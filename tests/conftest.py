@@ -18,6 +18,7 @@ from autograders.assignment import Assignment
 from tests.course_proof import (  # noqa: F401 -- the background course validation (a plugin)
     course_proof,
     pytest_collection_modifyitems,
+    pytest_terminal_summary,
     pytest_unconfigure,
 )
 from tests.dockertools import engine  # noqa: F401 -- defined here once, so one dockerd serves every module

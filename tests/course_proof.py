@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -36,15 +37,18 @@ class CourseProof:
         env = {**os.environ, "DEEPGRADE_HOME": str(self.folder / "home"), "TF_CPP_MIN_LOG_LEVEL": "3"}
         argv = [sys.executable, "-m", "autograders.cli", "validate", "--all", "--seeds", str(SEEDS),
                 "--json", str(self.report)]
+        self.started, self.waited = time.monotonic(), 0.0
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(["nice", "-n", str(NICENESS), *argv], stdin=subprocess.DEVNULL,
                                             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
     def result(self) -> dict:
+        waited = time.monotonic()
         try:
             self.process.wait(TIMEOUT)
         except subprocess.TimeoutExpired:
             self.stop()
+        self.waited = time.monotonic() - waited
         output = self.log.read_text(errors="replace")
         assert self.report.exists(), f"validate --all wrote no report (exit {self.process.returncode}):\n" \
                                      + output[-6000:]
@@ -70,6 +74,16 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     others = [item for item in items if "course_proof" not in getattr(item, "fixturenames", ())]
     items[:] = others + needing
     config.stash[_KEY] = CourseProof()
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    proof = config.stash.get(_KEY, None)
+    if proof is not None and proof.report.exists():
+        report = json.loads(proof.report.read_text())
+        terminalreporter.write_line(
+            f"course proof: validate --all took {report['seconds'] / 60:.1f} min beside the suite "
+            f"({len(report['assignments'])} assignments, {len(report['seeds'])} seeds); "
+            f"its tests then waited {proof.waited:.0f} s for it")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -70,8 +70,10 @@ BAD_INPUTS = {
                             "shown_model = 'a model'\n_unused = ("),
     "exception": _replace("counting-solution", "count_model = keras.Sequential(",
                           "raise ValueError('student bug')\ncount_model = keras.Sequential("),
+    # Loops that wait rather than spin: the limits under test are wall-clock ones, and a spinning
+    # loop would only take CPU from the rest of the suite (test_sandbox proves the CPU quota).
     "infinite-loop": _replace("build-as-shown-solution", "shown_model = keras.Sequential(",
-                              "while True:\n    pass\nshown_model = keras.Sequential("),
+                              "import time\nwhile True:\n    time.sleep(0.1)\nshown_model = keras.Sequential("),
 }
 
 
@@ -148,7 +150,8 @@ def test_infinite_loop_is_interrupted_and_the_rest_graded(bad_results: dict) -> 
 def test_whole_notebook_time_limit(first_assignment: Assignment, tmp_path: Path) -> None:
     slow = copy_assignment(first_assignment, tmp_path / "a", limits={"time": 30, "cell_timeout": 600})
     notebook = edited_notebook(slow, tmp_path / "loop.ipynb", _replace(
-        "hello-nets-solution", "hello_model = keras.Sequential(", "while True:\n    pass\nhello_model = keras.Sequential("))
+        "hello-nets-solution", "hello_model = keras.Sequential(",
+        "import time\nwhile True:\n    time.sleep(0.1)\nhello_model = keras.Sequential("))
     result = grade(notebook, slow, workdir=tmp_path / "out")
     assert "killed after 30 s" in result["message"]
     assert result["execution"]["timed_out"] and result["score"] == 0
