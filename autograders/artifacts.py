@@ -1,22 +1,38 @@
 """Loading what a submission exported, on the trusted side, treating every byte as hostile.
 
-Models load with ``safe_mode=True`` (no Lambda bytecode, no pickles), arrays with
-``allow_pickle=False``, everything else is JSON. Symlinks and oversized files are refused.
-A missing or broken artifact becomes a :class:`CheckFailure` that says why, using the
-cell status the executor recorded (for example the exception the cell raised).
+Every file is read through :mod:`autograders.untrusted` (no links, regular files only, size
+caps, bounded JSON). Archives are inspected before any library opens them: a ``.keras`` zip's
+member count, each member's and the total uncompressed size and the compression ratio; an
+``.npz`` array's declared shape against what its member really holds. Models then load with
+``safe_mode=True`` (no Lambda bytecode, no pickles), arrays with ``allow_pickle=False``,
+everything else is JSON. A missing or broken artifact becomes a :class:`CheckFailure` that says
+why, using the cell status the executor recorded (for example the exception the cell raised).
 """
 
 from __future__ import annotations
 
-import json
+import zipfile
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from autograders.export import MANIFEST
 from autograders.results import CheckFailure
+from autograders.untrusted import (
+    UntrustedFileError,
+    copy_out,
+    finite_float,
+    parse_json,
+    read_bytes,
+)
 
-MAX_ARTIFACT_BYTES = 200 * 1024 * 1024
+MIB = 2**20
+MAX_ARTIFACT_BYTES = 200 * MIB      # one exported file
+MAX_UNPACKED_BYTES = 512 * MIB      # what one archive (a .keras model, an .npz) may unpack to
+MAX_MEMBERS = 4096                  # files in one archive
+MAX_RATIO = 200                     # uncompressed / compressed size of a member (weights compress little)
+MAX_CONFIG_BYTES = 16 * MIB         # a JSON member of an archive (config.json, metadata.json)
+MAX_HISTORY_POINTS = 10_000         # values per series of a training history
 CELLS_FILE = "cells.json"
 
 
@@ -30,44 +46,58 @@ class Submission:
     @cached_property
     def cells(self) -> dict[str, dict[str, Any]]:
         """Per grade cell: did it run, and which error did it raise (written by the executor)."""
-        path = self.root / CELLS_FILE
         try:
-            return json.loads(self._read(path, text=True))
-        except (OSError, ValueError, CheckFailure):
+            data = self._json(CELLS_FILE)
+        except (OSError, CheckFailure):
             return {}
+        return data if isinstance(data, dict) else {}
 
-    def _safe_path(self, path: Path) -> Path:
-        root = self.root.resolve()
-        if path.is_symlink() or not path.resolve().is_relative_to(root):
-            raise CheckFailure(f"artifact '{path.name}' is a link or points outside the submission; it was refused",
-                               hint="export objects with export(...); do not create files in the export folder yourself")
-        if path.exists() and path.stat().st_size > MAX_ARTIFACT_BYTES:
-            raise CheckFailure(f"artifact '{path.name}' is larger than {MAX_ARTIFACT_BYTES // 2**20} MB; it was refused")
-        return path
+    def _relative(self, path: Path) -> Path:
+        return Path(path).relative_to(self.root) if Path(path).is_absolute() else Path(path)
 
-    def _read(self, path: Path, *, text: bool = False) -> Any:
-        path = self._safe_path(path)
-        return path.read_text() if text else path.read_bytes()
+    def _read(self, path: Path | str, max_bytes: int = MAX_ARTIFACT_BYTES) -> bytes:
+        """Bytes of an artifact: no links, a regular file, at most ``max_bytes``."""
+        try:
+            return read_bytes(self.root, self._relative(Path(path)), max_bytes)
+        except UntrustedFileError as exc:
+            raise CheckFailure(f"artifact '{Path(path).name}' was refused: {exc}",
+                               hint="export objects with export(...); do not create files in the export folder "
+                                    "yourself") from None
+
+    def _json(self, path: Path | str) -> Any:
+        try:
+            return parse_json(self._read(path, 16 * MIB).decode("utf-8", errors="replace"), Path(path).name)
+        except UntrustedFileError as exc:
+            raise CheckFailure(f"the export '{Path(path).name}' is corrupt and cannot be read: {exc}") from None
+
+    def _local_copy(self, path: Path) -> Path:
+        """A private copy of an archive artifact (read safely, capped) for libraries that want a path:
+        they never open anything in the folder the student wrote."""
+        import tempfile
+
+        target = Path(tempfile.mkdtemp(prefix="artifact-")) / Path(path).name
+        if not copy_out(self.root, self._relative(path), target, MAX_ARTIFACT_BYTES):
+            self._read(path)  # says why it was refused
+            raise CheckFailure(f"artifact '{Path(path).name}' was refused")
+        return target
 
     def _cell_problem(self, grade_id: str) -> str:
         status = self.cells.get(grade_id)
-        if status is None:
+        if not isinstance(status, dict):
             return f"the autograder cell '{grade_id}' did not run"
         if status.get("error"):
             return f"{status['error']} (raised in cell '{status.get('error_cell')}')"
         return f"the autograder cell '{grade_id}' ran but exported nothing"
 
     def manifest(self, grade_id: str) -> dict[str, Any]:
-        path = self.root / "artifacts" / grade_id / MANIFEST
+        path = Path("artifacts") / grade_id / MANIFEST
         try:
-            data = json.loads(self._read(path, text=True))
+            data = self._json(path)
         except FileNotFoundError:
             raise CheckFailure(
                 f"nothing was exported for '{grade_id}': {self._cell_problem(grade_id)}",
                 hint="run the notebook from top to bottom (Kernel > Restart & Run All) and fix the first error",
             ) from None
-        except ValueError:
-            raise CheckFailure(f"the export of '{grade_id}' is corrupt and cannot be read") from None
         if not isinstance(data, dict):
             raise CheckFailure(f"the export of '{grade_id}' is corrupt and cannot be read")
         return data
@@ -98,36 +128,85 @@ class Submission:
         return self._cache[key]
 
     def _load(self, grade_id: str, name: str, entry: dict[str, Any]) -> Any:
-        folder = self.root / "artifacts" / grade_id
         kind = entry.get("kind")
         if kind == "none":
             return None
         if kind == "value":
             return entry.get("value")
-        file = folder / str(entry.get("file", ""))
-        self._safe_path(file)
+        file = Path("artifacts") / grade_id / str(entry.get("file", ""))
         if kind == "model":
-            return _load_model(file, name)
+            return _load_model(self._local_copy(file), name)
         if kind == "history":
-            data = json.loads(self._read(file, text=True))
+            data = self._json(file)
             history = data.get("history", {}) if isinstance(data, dict) else {}
-            return {str(k): [float(v) for v in vals] for k, vals in history.items()}
+            if not isinstance(history, dict):
+                raise CheckFailure(f"the history '{name}' is not a dict of lists of numbers")
+            return {str(k): [finite_float(v) for v in vals[:MAX_HISTORY_POINTS]]
+                    for k, vals in history.items() if isinstance(vals, list)}
         if kind == "frame":
             import io
 
             import pandas as pd
 
-            return pd.read_json(io.StringIO(self._read(file, text=True)), orient="table")
+            return pd.read_json(io.StringIO(self._read(file).decode("utf-8", errors="replace")), orient="table")
         if kind == "array":
-            import numpy as np
-
-            try:
-                with np.load(file, allow_pickle=False) as npz:
-                    return npz[name]
-            except (KeyError, ValueError, OSError) as exc:
-                raise CheckFailure(f"the array '{name}' could not be read safely: {exc}") from None
+            return _load_array(self._local_copy(file), name)
         raise CheckFailure(f"'{name}' is a {entry.get('type')}, which the grader cannot read",
                            hint="export numbers, arrays, DataFrames, Keras models or training histories")
+
+
+def inspect_archive(path: Path, what: str) -> list[zipfile.ZipInfo]:
+    """Refuse a zip before any library unpacks it: too many members, a member or a total too large
+    uncompressed, a suspicious compression ratio, or member names that climb out of a folder."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckFailure(f"{what} is not a valid archive ({exc}); it was refused without being opened",
+                           hint="save a standard Keras model; do not replace the exported file",
+                           measured="not a valid archive") from None
+    total = sum(m.file_size for m in members)
+    problem = ""
+    if len(members) > MAX_MEMBERS:
+        problem = f"it holds {len(members)} files (at most {MAX_MEMBERS})"
+    elif total > MAX_UNPACKED_BYTES:
+        problem = f"it unpacks to {total / MIB:.0f} MiB (at most {MAX_UNPACKED_BYTES // MIB} MiB)"
+    elif any(m.file_size > 1 * MIB and m.file_size > MAX_RATIO * max(1, m.compress_size) for m in members):
+        problem = f"a member is compressed more than {MAX_RATIO} to 1 (an archive bomb)"
+    elif any(m.filename.endswith(".json") and m.file_size > MAX_CONFIG_BYTES for m in members):
+        problem = f"its configuration is over {MAX_CONFIG_BYTES // MIB} MiB (a model's is a few KiB)"
+    elif any(m.filename.startswith("/") or ".." in Path(m.filename).parts for m in members):
+        problem = "a member's name climbs out of its folder"
+    if problem:
+        raise CheckFailure(f"{what} was refused without being opened: {problem}",
+                           hint="export the model you trained with export(...); do not replace the exported file",
+                           measured="refused archive")
+    return members
+
+
+def _load_array(path: Path, name: str) -> Any:
+    """One array of an ``.npz``, after checking its declared shape against the bytes it really has."""
+    import numpy as np
+
+    members = {m.filename: m for m in inspect_archive(path, f"the array '{name}'")}
+    member = members.get(f"{name}.npy")
+    if member is None:
+        raise CheckFailure(f"the array '{name}' could not be read safely: it is not in its file")
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open(member) as handle:
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(np.lib.format.read_magic(handle))
+            if read_header is None:
+                raise ValueError("unknown .npy format version")
+            shape, _, dtype = read_header(handle, max_header_size=10_000)
+        declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if dtype.hasobject or declared > member.file_size:
+            raise ValueError(f"it declares {declared:,} bytes of {dtype} but holds {member.file_size:,}"
+                             if not dtype.hasobject else "it holds Python objects")
+        with np.load(path, allow_pickle=False) as npz:
+            return npz[name]
+    except (KeyError, ValueError, OSError, TypeError, zipfile.BadZipFile) as exc:
+        raise CheckFailure(f"the array '{name}' could not be read safely: {exc}") from None
 
 
 _NOUNS = {"model": "Keras model", "history": "training history", "array": "number or array", "frame": "DataFrame"}
@@ -140,8 +219,6 @@ _HINTS = {
 
 
 def _load_model(path: Path, name: str) -> Any:
-    import zipfile
-
     import keras
 
     if not zipfile.is_zipfile(path):  # a .keras file is a zip archive; anything else was put there by hand
@@ -149,6 +226,7 @@ def _load_model(path: Path, name: str) -> Any:
                            "damaged); it was refused without being opened",
                            hint="save a standard Keras model; do not replace the exported file",
                            measured="not a .keras archive")
+    inspect_archive(path, f"the model '{name}'")
     try:
         return keras.models.load_model(path, safe_mode=True)
     except Exception as exc:

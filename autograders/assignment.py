@@ -37,6 +37,7 @@ class Limits:
     time: int = 300          # seconds for the whole notebook
     cell_timeout: int = 120  # seconds per cell before it is interrupted
     check_time: int = 300    # seconds for the trusted checks
+    check_memory: int = 4096 # MiB for the trusted checks (they load the student's model and may retrain it)
     memory: int = 4096       # MiB of memory for everything the notebook starts
     pids: int = 256          # processes and threads at once (TensorFlow alone starts dozens of threads)
     output: int = 2_000_000  # characters of notebook output kept (beyond it, output is cut and noted)

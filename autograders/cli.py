@@ -7,11 +7,13 @@ import json
 import os
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -26,22 +28,23 @@ def _progress() -> Progress:
 
 
 def print_result(result: dict) -> None:
-    table = Table(title=f"{result['assignment']} · {result['student']} · seed {result['seed']}")
+    table = Table(title=escape(f"{result['assignment']} · {result['student']} · seed {result['seed']}"))
     for column in ("check", "points", "result", "measured", "expected", "hint"):
         table.add_column(column, overflow="fold")
     for c in result["checks"]:
         mark = "[green]✔[/]" if c["passed"] else "[red]✘[/]"
-        table.add_row(f"{mark} {c['id']}", f"{c['score']:g}/{c['points']:g}", c["message"],
-                      "" if c["measured"] is None else str(c["measured"]),
-                      "" if c["expected"] is None else str(c["expected"]), c.get("hint", ""))
+        # messages quote student text (exception messages, names): never read as console markup
+        table.add_row(f"{mark} {escape(str(c['id']))}", f"{c['score']:g}/{c['points']:g}", escape(str(c["message"])),
+                      "" if c["measured"] is None else escape(str(c["measured"])),
+                      "" if c["expected"] is None else escape(str(c["expected"])), escape(str(c.get("hint", ""))))
     console.print(table)
     for note in [result.get("isolation_warning"), result.get("message"), *result.get("integrity", []),
                  *result.get("problems", [])]:
         if note:
-            console.print(f"[yellow]! {note}[/]")
+            console.print(f"[yellow]! {escape(str(note))}[/]")
     style = "green" if result["score"] == result["max_score"] and result["max_score"] else "bold"
     console.print(f"[{style}]score {result['score']:g} / {result['max_score']:g}[/] "
-                  f"({result['status']}, isolation: {result['isolation']})")
+                  + escape(f"({result['status']}, isolation: {result['isolation']})"))
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -98,7 +101,7 @@ def grade_class(assignment: Assignment, workers: int, student: str | None = None
             def done(job) -> None:
                 nonlocal failed
                 failed += job.state != "graded"
-                progress.console.print(f"{job.student}: {job.describe()}")
+                progress.console.print(escape(f"{job.student}: {job.describe()}"))
                 progress.advance(task)
 
             queue.wait([j.id for j in jobs], on_done=done)
@@ -192,36 +195,36 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_autograde(args: argparse.Namespace) -> int:
-    """Grade the collected submissions in the course folder and lay feedback out for nbgrader."""
-    import shutil
+    """Grade the collected submissions in the course folder and lay them out for nbgrader."""
+    import tempfile
 
     from nbgrader.utils import parse_utc
 
-    from autograders.gradebook import course_root
+    from autograders.gradebook import course_root, lay_out
     from autograders.runner import grade
-    from autograders.sandbox import default_sandbox
+    from autograders.sandbox import default_sandbox, remove_tree
 
     assignment = Assignment.load(args.assignment)
     root = course_root(assignment.course)
     notebooks = sorted(root.glob(f"submitted/{args.student or '*'}/{assignment.name}/{assignment.notebook_name}.ipynb"))
     if not notebooks:
-        console.print(f"[yellow]no collected submissions of {assignment.id} in {root / 'submitted'}[/]")
+        console.print(f"[yellow]no collected submissions of {escape(str(root / 'submitted'))} for {assignment.id}[/]")
         return 1
     failed = 0
     for notebook in notebooks:
         student = notebook.parent.parent.name
-        work = root / "autograded" / student / assignment.name
         stamp = notebook.parent / "timestamp.txt"
-        with console.status(f"grading {student}"):
-            result = grade(notebook, assignment, workdir=work, student=student,
-                           sandbox=default_sandbox(args.sandbox), record_gradebook=True,
-                           submitted_at=parse_utc(stamp.read_text()) if stamp.exists() else None)
-        feedback = root / "feedback" / student / assignment.name
-        feedback.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(work / "feedback.html", feedback / f"{assignment.notebook_name}.html")
-        if stamp.exists():
-            shutil.copy2(stamp, feedback / "timestamp.txt")
-        console.print(f"{student}: {result['score']:g} / {result['max_score']:g} ({result['status']})")
+        when = parse_utc(stamp.read_text()) if stamp.exists() else datetime.now(UTC)
+        work = Path(tempfile.mkdtemp(prefix="deepgrade-autograde-"))
+        try:
+            with console.status(f"grading {escape(student)}"):
+                result = grade(notebook, assignment, workdir=work, student=student,
+                               sandbox=default_sandbox(args.sandbox), record_gradebook=True, submitted_at=when)
+            if result.get("execution", {}).get("gradebook"):
+                lay_out(root, student, assignment, notebook.parent, work, when)
+        finally:
+            remove_tree(work)
+        console.print(f"{escape(student)}: {result['score']:g} / {result['max_score']:g} ({escape(result['status'])})")
         failed += result["status"] != "graded"
     return 1 if failed else 0
 

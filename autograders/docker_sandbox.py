@@ -217,7 +217,7 @@ class DockerSandbox(Sandbox):
                 self._cli("rm", "--force", "--volumes", name, timeout=60)
             if handover:
                 _chown_tree(workdir, owner.st_uid, owner.st_gid)
-        run = SandboxRun(proc.returncode, timed_out, duration, out.text(), err.text())
+        run = SandboxRun(proc.returncode, timed_out, duration, out.text(), err.text(), stdout_head=out.head)
         run.exceeded = self._exceeded(limits, state, watch, run, workdir)
         run.unenforced = ["disk: not enforced by the Docker sandbox (the work directory is a bind mount "
                           "of the grading machine's disk)"]

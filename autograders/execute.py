@@ -38,6 +38,8 @@ SUBMISSION = "submission.ipynb"
 EXECUTION_FILE = "execution.json"
 READY = "kernel-ready"  # written by a warm start once its kernel has imported what it preloads
 MAX_OUTPUT_CHARS = 20_000
+MAX_ERROR_LINE = 2_000
+STARTED = "deepgrade-runner: the kernel is up"  # printed before the first student cell runs
 DEFAULT_OUTPUT_LIMIT = 2_000_000
 KERNEL_DIED_EXIT = 3
 WARM_START_FAILED_EXIT = 4
@@ -84,6 +86,9 @@ class _Tracker:
 
     def on_cell_execute(self, cell: Any, cell_index: int, **_: Any) -> None:
         self.current = None if cell_index == 0 else _cell_name(cell, cell_index)
+        self.budget.cell_outputs = cell.setdefault("outputs", [])
+        if cell_index == 0:  # the kernel answered: from here on, what happens is the student's doing
+            print(STARTED, flush=True)
 
     def on_cell_executed(self, cell: Any, cell_index: int, execute_reply: Any, **_: Any) -> None:
         if cell_index == 0:  # the preamble is ours, not the student's
@@ -123,13 +128,17 @@ def _cell_name(cell: Any, cell_index: int) -> str:
 
 
 class OutputBudget:
-    """The characters of output the whole notebook may keep; what arrives past it is dropped."""
+    """The characters of output the whole notebook may keep; what arrives past it is dropped.
+
+    Everything that reaches the notebook counts: streams, display data, results, errors and
+    display updates (which replace an earlier output's data in place)."""
 
     def __init__(self, limit: int):
         self.limit = max(0, int(limit))
         self.kept = 0
         self.dropped = 0  # outputs dropped or cut
         self.noted = False
+        self.cell_outputs: list[Any] | None = None  # the running cell's outputs, where the note goes
 
     def note(self) -> Any:
         return nbformat.v4.new_output(
@@ -137,11 +146,17 @@ class OutputBudget:
             text=f"\n[deepgrade] the notebook's output reached the limit of {self.limit:,} characters; "
                  "further output was dropped (print less, for example with verbose=0)\n")
 
+    def _note_once(self, outs: list[Any] | None) -> None:
+        if not self.noted and outs is not None:
+            outs.append(self.note())
+            self.noted = True
+
     def admit(self, outs: list[Any], out: Any, display_id: str | None = None) -> None:
         """``out`` was just appended to ``outs``: keep it, cut it, or drop it."""
         if out.get("output_type") == "error":  # errors stay (the grader reports them), kept short
-            out["traceback"] = list(out.get("traceback", []))[-20:]
-            out["evalue"] = str(out.get("evalue", ""))[:2000]
+            out["traceback"] = [str(line)[:MAX_ERROR_LINE] for line in list(out.get("traceback", []))[-20:]]
+            out["evalue"] = str(out.get("evalue", ""))[:MAX_ERROR_LINE]
+            self.kept += len(out["evalue"]) + sum(map(len, out["traceback"]))
             return
         size = _output_size(out)
         left = 0 if self.noted else self.limit - self.kept
@@ -156,9 +171,17 @@ class OutputBudget:
             out["data"], out["metadata"] = {"text/plain": ""}, {}
         elif outs and outs[-1] is out:
             outs.pop()
-        if not self.noted:
-            outs.append(self.note())
-            self.noted = True
+        self._note_once(outs)
+
+    def admit_update(self, content: dict[str, Any], copies: int) -> None:
+        """A display update about to replace ``copies`` outputs: counted in full, emptied past the budget."""
+        size = _output_size(content) * max(1, copies)
+        if not self.noted and size <= self.limit - self.kept:
+            self.kept += size
+            return
+        self.dropped += 1
+        content["data"], content["metadata"] = {"text/plain": ""}, {}
+        self._note_once(self.cell_outputs)
 
     def report(self) -> dict[str, Any]:
         return {"output_limit": self.limit, "output_chars": self.kept, "outputs_dropped": self.dropped}
@@ -168,6 +191,8 @@ def _output_size(out: Any) -> int:
     if isinstance(out.get("text"), str):
         return len(out["text"])
     data = out.get("data") or {}
+    if not isinstance(data, dict):
+        return len(str(data))
     return sum(len(v) if isinstance(v, str) else len(json.dumps(v, default=str)) for v in data.values())
 
 
@@ -183,6 +208,12 @@ def _client_class() -> type:
             if out is not None and self.budget is not None:
                 self.budget.admit(outs, out, display_id)
             return out
+
+        def _update_display_id(self, display_id, msg):
+            if self.budget is not None and display_id in self._display_id_map:
+                copies = sum(len(indices) for indices in self._display_id_map[display_id].values())
+                self.budget.admit_update(msg.setdefault("content", {}), copies)
+            super()._update_display_id(display_id, msg)
 
     return BudgetClient
 
@@ -210,7 +241,7 @@ async def _execute(workdir: Path, settings: dict[str, Any] | None, preload: list
     os.environ.setdefault("MPLBACKEND", "Agg")
     client = _client_class()(
         nbformat.v4.new_notebook(), allow_errors=True, interrupt_on_timeout=True, kernel_name="python3",
-        resources={"metadata": {"path": str(workdir)}}, startup_timeout=120,
+        resources={"metadata": {"path": str(workdir)}}, startup_timeout=120, store_widget_state=False,
         shutdown_kernel="immediate")  # the sandbox ends with this process; a polite shutdown only waits
     if settings is None:
         os.environ["PYTHONHASHSEED"] = str(seed)

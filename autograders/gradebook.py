@@ -202,3 +202,33 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def lay_out(root: Path, student: str, assignment: Assignment, files: Path, work: Path, when: datetime,
+            extra: dict[str, str] | None = None) -> None:
+    """nbgrader's folders for the formgrader, the one place that writes them: ``submitted/`` (as
+    received, plus ``extra`` files), ``autograded/`` (as executed, with the same timestamp, which is
+    how nbgrader tells it is graded) and ``feedback/``. What came from the student is copied through
+    the untrusted reader: regular files only, capped, never a link."""
+    from autograders.execute import EXECUTED
+    from autograders.sandbox import remove_tree
+    from autograders.untrusted import MAX_NOTEBOOK_BYTES, copy_out, copy_tree
+
+    stamp = when.strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+    notebook = f"{assignment.notebook_name}.ipynb"
+    folders = {kind: root / kind / student / assignment.name for kind in ("submitted", "autograded", "feedback")}
+    for kind in ("submitted", "autograded"):
+        remove_tree(folders[kind])
+        folders[kind].mkdir(parents=True)
+    copy_tree(files, folders["submitted"])
+    for name, text in (extra or {}).items():
+        (folders["submitted"] / name).write_text(text)
+    if not copy_out(work / "sandbox", EXECUTED, folders["autograded"] / notebook, MAX_NOTEBOOK_BYTES):
+        copy_out(files, notebook, folders["autograded"] / notebook, MAX_NOTEBOOK_BYTES)
+    feedback = work / "feedback.html"
+    if feedback.is_file():
+        folders["feedback"].mkdir(parents=True, exist_ok=True)
+        shutil.copy2(feedback, folders["feedback"] / f"{assignment.notebook_name}.html")
+        (folders["feedback"] / "timestamp.txt").write_text(stamp)
+    for kind in ("submitted", "autograded"):
+        (folders[kind] / "timestamp.txt").write_text(stamp)

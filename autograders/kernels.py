@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -117,6 +118,9 @@ class WarmPool:
         self.warm: list[WarmSandbox] = []
         self.lock = threading.Lock()
         self.closed = False
+        # Sandboxes are started from this one long-lived thread: bubblewrap dies with the *thread*
+        # that started it (--die-with-parent), and a grading's own thread ends with the grading.
+        self.starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm-starter")
 
     def expect(self, specs: Iterable[WarmSpec]) -> None:
         with self.lock:
@@ -149,6 +153,7 @@ class WarmPool:
             self.plan.clear()
         for w in warm:
             w.discard()
+        self.starter.shutdown(wait=False)
 
     def __enter__(self) -> WarmPool:
         return self
@@ -164,7 +169,7 @@ class WarmPool:
         while not self.closed and self.plan and len(self.warm) < self.depth:
             spec = self.plan.popleft()
             try:
-                self.warm.append(self._start(spec))
+                self.warm.append(self.starter.submit(self._start, spec).result())
             except Exception as exc:  # a warm start is an optimisation: the grading starts cold instead
                 self.sandbox.log.warning("could not start a warm sandbox: %s", exc)
 

@@ -1,12 +1,27 @@
 """Grade one submitted notebook: a pipeline of small steps, in the manner of nbgrader's preprocessors.
 
     ReadNotebook -> RestoreAutograderCells -> ExecuteInSandbox -> RunChecks -> Score
-                 -> RecordInGradebook -> WriteFeedback
+                 -> WriteFeedback -> RecordInGradebook
 
 Every step works on one :class:`Grading` and may stop the pipeline with a recorded
 reason. Whatever happens (malformed JSON, a crash, a timeout), the run ends with a
 ``result.json`` that says what happened and what was scored. Student code only ever runs
 inside the sandbox; checks run in a separate trusted process over the exported artifacts.
+
+The result is the second seam between the student side and the trusted side (the first is
+:mod:`autograders.untrusted`, through which every file from the sandbox is read). Its
+``status`` is one of:
+
+- ``graded``: every step ran; the score is the points of the passing checks;
+- ``error``: the submission itself stopped grading (not a notebook, a time limit...); what it
+  earned before that is its score, and the gradebook records it;
+- ``platform-error``: our side failed (a sandbox that could not start, a crashed or broken
+  checker, a bug, the grading's deadline). Nothing is scored or written to the gradebook;
+  a worker grades the submission again.
+
+The gradebook is written last, from the same result as the feedback, so the two never disagree.
+The whole grading has a deadline (:func:`deadline_of`), enforced from outside the thread
+that runs the steps.
 """
 
 from __future__ import annotations
@@ -17,7 +32,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,18 +43,32 @@ from typing import Any
 import nbformat
 
 from autograders.artifacts import CELLS_FILE
-from autograders.assignment import Assignment
-from autograders.checker import CheckServer
-from autograders.execute import EXECUTED, EXECUTION_FILE, SUBMISSION, grade_id
+from autograders.assignment import Assignment, Limits
+from autograders.checker import CheckLimits, CheckRun, CheckServer, run_without_server
+from autograders.execute import EXECUTION_FILE, STARTED, SUBMISSION, grade_id
 from autograders.kernels import WarmPool, WarmSpec, release, runner_command
 from autograders.results import CheckResult
-from autograders.sandbox import Sandbox, default_sandbox, thread_env
+from autograders.sandbox import CgroupConfinement, Sandbox, default_sandbox, remove_tree, thread_env
+from autograders.untrusted import UntrustedFileError, read_json
 
 RESULT = "result.json"
+FEEDBACK_TIME = 60    # seconds to render the feedback page before it is given up for a plain one
+DEADLINE_MARGIN = 60  # seconds on top of the limits for everything else a grading does
+CHECKER_TMP_MIB = 1024
 
 
 class StopGrading(Exception):
     """Raised by a step when the submission cannot be graded further; the reason is recorded."""
+
+
+class PlatformError(Exception):
+    """Raised when our side failed, not the submission: nothing is scored and the job is retried."""
+
+
+def deadline_of(limits: Limits) -> float:
+    """Seconds a whole grading may take: the notebook's and the checks' limits, the feedback page
+    and a margin. Past it the grading ends as a platform error, whatever it was doing."""
+    return limits.time + limits.check_time + FEEDBACK_TIME + DEADLINE_MARGIN
 
 
 @dataclass
@@ -67,9 +95,17 @@ class Grading:
     problems: list[str] = field(default_factory=list)
     grade_cells: dict[str, dict[str, float]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    cancelled: threading.Event = field(default_factory=threading.Event)  # set at the deadline
+    started: float = field(default_factory=time.monotonic)
+    deadline: float = 3600.0  # seconds from ``started``
+
+    def time_left(self) -> float:
+        return max(1.0, self.deadline - (time.monotonic() - self.started))
 
     @property
     def score(self) -> float:
+        if self.status == "platform-error":
+            return 0.0
         return sum(c["score"] for c in self.grade_cells.values())
 
     @property
@@ -209,11 +245,15 @@ class ExecuteInSandbox(Step):
         g.execution.update(returncode=run.returncode, timed_out=run.timed_out, seconds=round(run.duration, 2),
                            limits=asdict(limits), limits_exceeded=list(run.exceeded),
                            limits_not_enforced=list(run.unenforced), usage=dict(run.usage))
+        if not run.printed_first(STARTED):  # no student code ran: the sandbox or its kernel failed us
+            tail = (run.stderr.strip().splitlines() or ["no output"])[-1][:300]
+            raise PlatformError(f"the sandbox could not start the notebook (exit code {run.returncode}"
+                                f"{', timed out' if run.timed_out else ''}): {tail}")
         # Written inside the sandbox, so possibly forged or garbage: used for messages only.
-        cells = _json_dict(work / CELLS_FILE)
-        cells = {gid: c for gid, c in cells.items() if isinstance(c, dict)}
+        cells = _json_dict(work, CELLS_FILE)
+        cells = {str(gid): c for gid, c in cells.items() if isinstance(c, dict)}
         g.execution["cells"] = cells
-        outputs = _json_dict(work / EXECUTION_FILE)
+        outputs = _json_dict(work, EXECUTION_FILE)
         notes = list(run.exceeded)
         if run.timed_out:
             notes.append(f"killed after {limits.time} s: the notebook did not finish within the assignment's "
@@ -231,10 +271,11 @@ class ExecuteInSandbox(Step):
             g.message = "; ".join(([g.message] if g.message else []) + notes)
 
 
-def _json_dict(path: Path) -> dict[str, Any]:
+def _json_dict(root: Path, name: str) -> dict[str, Any]:
+    """A JSON record the sandbox wrote, or {} when it is missing, not a plain file, or garbage."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = read_json(root, name, max_bytes=2**20)
+    except (OSError, UntrustedFileError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -255,29 +296,55 @@ class RunChecks(Step):
                 "--deepgrade-seed", str(g.seed)]
         if g.calibrating:
             args.append("--deepgrade-calibrate")
-        limit = g.assignment.limits.check_time
+        limit = min(g.assignment.limits.check_time, g.time_left())
         # Checks that retrain a model get the notebook's thread budget, so they cost what it did.
         env = {"TF_CPP_MIN_LOG_LEVEL": "3", **thread_env(g.assignment.limits)}
         try:
-            if os.environ.get("DEEPGRADE_CHECK_SERVER", "1") != "0":
-                run = CheckServer.shared().run(args, cwd=g.workdir, env=env, timeout=limit)
-                code, output = run.returncode, run.output
-            else:
-                env = {**os.environ, **env, "PYTHONHASHSEED": "0"}
-                proc = subprocess.run([sys.executable, "-m", "pytest", *args], capture_output=True, text=True,
-                                      timeout=limit, env=env, cwd=g.workdir)
-                code, output = proc.returncode, proc.stdout + proc.stderr
+            run = run_trusted(g, {"argv": args}, env, limit)
         except subprocess.TimeoutExpired:
-            raise StopGrading(f"the checks did not finish within {limit} s") from None
-        if not out.exists():
-            tail = "\n".join(output.strip().splitlines()[-5:])
-            raise StopGrading(f"the checker crashed before reporting (exit code {code}): {tail[-500:]}")
-        data = json.loads(out.read_text())
+            raise StopGrading(f"the checks did not finish within {limit:.0f} s") from None
+        try:
+            data = json.loads(out.read_text()) if out.exists() else None
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            if g.execution.get("checker_limits_exceeded"):  # the student's artifacts blew the checker's limit
+                raise StopGrading("the checks were stopped: " + "; ".join(g.execution["checker_limits_exceeded"]))
+            tail = "\n".join(run.output.strip().splitlines()[-5:])
+            raise PlatformError(f"the checker crashed before reporting (exit code {run.returncode}): {tail[-500:]}")
         g.checks = [CheckResult.from_dict(c) for c in data["checks"]]
         g.problems = data.get("problems", [])
         if g.problems:  # an instructor's bug: say so rather than hand out a wrong score
-            raise StopGrading("the assignment's autograder is broken, so this submission was not scored; "
-                              "your instructor has been told: " + "; ".join(g.problems)[:500])
+            raise PlatformError("the assignment's autograder is broken, so this submission was not scored; "
+                                "your instructor has been told: " + "; ".join(g.problems)[:500])
+
+
+def run_trusted(g: Grading, what: dict[str, Any], env: dict[str, str], timeout: float) -> CheckRun:
+    """A trusted run over the student's artifacts (the checks, or the feedback page), confined: a
+    cgroup with ``limits.check_memory``, CPU seconds, no network, and a private temporary folder
+    (a size-capped tmpfs where the grader may mount one) removed afterwards, whatever happened."""
+    limits = g.assignment.limits
+    tmp = g.workdir / "checker-tmp"
+    tmp.mkdir(exist_ok=True)
+    box_limits = Limits(memory=limits.check_memory, pids=max(limits.pids, 512), cpus=limits.cpus + 1)
+    box = CgroupConfinement(box_limits, tmp, max_file_size=0, disk_limit=0).__enter__()
+    confine = CheckLimits(cgroups=box.procs_files(), cpu_seconds=int(timeout * (limits.cpus + 1)) + 10,
+                          tmp=str(tmp), tmp_mib=CHECKER_TMP_MIB)
+    try:
+        if os.environ.get("DEEPGRADE_CHECK_SERVER", "1") != "0":
+            return CheckServer.shared().request(what, g.workdir, env, timeout, confine)
+        return run_without_server(what, cwd=g.workdir, env=env, timeout=timeout, limits=confine)
+    finally:
+        box.stop()
+        try:
+            hits = box.exceeded()
+        finally:
+            box.close()
+        if hits:
+            g.execution["checker_limits_exceeded"] = [h.replace("the notebook", "checking your work") for h in hits]
+        g.execution["checker_limits_not_enforced"] = [u for u in box.unenforced if not u.startswith("disk")] + (
+            [] if os.geteuid() == 0 else ["network and temporary-disk quota: the grader is not root"])
+        remove_tree(tmp)
 
 
 class Score(Step):
@@ -297,10 +364,13 @@ class Score(Step):
 
 
 class RecordInGradebook(Step):
+    """Last, and only for an outcome of the submission's own: never for a platform error, and never
+    after the deadline gave the grading up."""
+
     name = "gradebook"
 
     def __call__(self, g: Grading) -> None:
-        if not g.record_gradebook:
+        if not g.record_gradebook or g.status == "platform-error" or g.cancelled.is_set():
             return
         from autograders.gradebook import record
 
@@ -312,16 +382,33 @@ class RecordInGradebook(Step):
 
 
 class WriteFeedback(Step):
+    """The page, rendered in a trusted fork with the checker's limits and its own deadline; if
+    that fails, a plain page with the checks alone (the student always gets one)."""
+
     name = "feedback"
 
     def __call__(self, g: Grading) -> None:
-        from autograders.feedback import write_feedback
+        from autograders.feedback import RESULT_FILE, write_plain_feedback
 
-        write_feedback(g.to_dict(), g.workdir / "sandbox" / EXECUTED, g.assignment, g.workdir)
+        (g.workdir / RESULT_FILE).write_text(json.dumps(g.to_dict(), indent=1))
+        problem = ""
+        if g.status == "platform-error":
+            problem = "the grading failed on our side"
+        else:
+            try:
+                run = run_trusted(g, {"call": "autograders.feedback:write_feedback",
+                                      "kwargs": {"workdir": str(g.workdir), "assignment": str(g.assignment.path)}},
+                                  {}, min(FEEDBACK_TIME, g.time_left()))
+                if run.returncode != 0:
+                    problem = f"rendering it failed ({(run.output.strip().splitlines() or ['no output'])[-1][:200]})"
+            except subprocess.TimeoutExpired:
+                problem = f"rendering it took longer than {FEEDBACK_TIME} s"
+        if problem or not (g.workdir / "feedback.html").is_file():
+            write_plain_feedback(g.workdir, f"Your notebook is not shown here: {problem or 'it could not be rendered'}.")
 
 
 PIPELINE: list[Step] = [ReadNotebook(), RestoreAutograderCells(), ExecuteInSandbox(), RunChecks(), Score(),
-                        RecordInGradebook(), WriteFeedback()]
+                        WriteFeedback(), RecordInGradebook()]
 
 
 _LIBRARY_IMPORT = threading.Lock()
@@ -356,8 +443,27 @@ def grade(notebook: Path, assignment: Assignment | str, *, workdir: Path | None 
                 pool=pool)
     if submitted_at:  # the exchange's server time, so the formgrader matches grade and submission
         g.submitted_at = submitted_at
+    g.started = time.monotonic()
+    g.deadline = deadline_of(assignment.limits)
+    worker = threading.Thread(target=_run_pipeline, args=(g,), name=f"grading-{student}", daemon=True)
+    worker.start()
+    worker.join(g.deadline)
+    if worker.is_alive():  # a step hung: give the grading up (the thread ends at its next step boundary)
+        g.cancelled.set()
+        result = {**g.to_dict(), "status": "platform-error", "score": 0.0, "checks": [],
+                  "message": f"platform error: the grading exceeded its deadline of {g.deadline:.0f} s "
+                             f"and was stopped; it will be graded again"}
+    else:
+        result = g.to_dict()
+    (workdir / RESULT).write_text(json.dumps(result, indent=1))
+    return result
+
+
+def _run_pipeline(g: Grading) -> None:
     stopped = False
     for step in PIPELINE:
+        if g.cancelled.is_set():
+            return
         if stopped and step.name not in ("score", "gradebook", "feedback"):
             continue
         start = time.monotonic()
@@ -365,10 +471,9 @@ def grade(notebook: Path, assignment: Assignment | str, *, workdir: Path | None 
             step(g)
         except StopGrading as stop:
             g.status, g.message, stopped = "error", str(stop), True
-        except Exception as exc:  # a bug of ours must still leave a recorded outcome
-            g.status, stopped = "error", True
-            g.message = f"internal grading error in step '{step.name}': {type(exc).__name__}: {exc}"[:500]
+        except PlatformError as failure:
+            g.status, g.message, stopped = "platform-error", f"platform error: {failure}"[:800], True
+        except Exception as exc:  # a bug of ours must still leave a recorded outcome, and never a score
+            g.status, stopped = "platform-error", True
+            g.message = f"platform error: internal grading error in step '{step.name}': {type(exc).__name__}: {exc}"[:500]
         g.timings[step.name] = time.monotonic() - start
-    result = g.to_dict()
-    (workdir / RESULT).write_text(json.dumps(result, indent=1))
-    return result

@@ -4,7 +4,9 @@ A sandbox runs one command for one submission with a private writable work direc
 a read-only view of what the command needs, and a wall-clock limit. It is never reused.
 ``BubblewrapSandbox`` (the Linux default) adds no network, separate PID/IPC namespaces,
 dropped capabilities and a whitelist of visible paths, so hidden tests and hidden data
-simply do not exist inside. It also enforces the assignment's resource limits: a private
+simply do not exist inside. Started as root, it runs the command as an unprivileged uid
+(``run_as``, ``nobody`` by default) that owns only the work directory, so the student is never
+root and cannot read the host's secrets. It also enforces the assignment's resource limits: a private
 cgroup per run caps memory and processes (cgroup v1 or v2), ``prlimit`` caps the size of any
 one file and forbids core dumps, and a watchdog caps what the run writes to its work
 directory. ``ProcessSandbox`` isolates nothing and says so in every result.
@@ -50,6 +52,11 @@ class SandboxRun:
     exceeded: list[str] = field(default_factory=list)  # clear sentences, one per resource limit that was hit
     unenforced: list[str] = field(default_factory=list)  # limits this backend could not enforce here, and why
     usage: dict[str, float] = field(default_factory=dict)  # measured peaks (memory_mib, pids) where known
+    stdout_head: str = ""  # the first bytes of stdout, which a later flood cannot push out
+
+    def printed_first(self, marker: str) -> bool:
+        """Whether ``marker`` is among the first lines the command printed."""
+        return marker in self.stdout_head.splitlines()
 
 
 # The sentences a student reads when a limit stops their notebook (backends share them).
@@ -157,6 +164,7 @@ class Sandbox(LoggingConfigurable):
         ahead of its submission, and the time limit counts from :meth:`Started.wait` only."""
         limits = limits or Limits()
         workdir = Path(workdir)
+        self.prepare(workdir)
         box = self.confine(limits, workdir).__enter__()
         try:
             full = box.prefix + self.wrap(argv, workdir=workdir, readonly=readonly, env=env, limits=limits)
@@ -168,19 +176,25 @@ class Sandbox(LoggingConfigurable):
             raise
         return Started(box, proc, self.output_limit)
 
+    def prepare(self, workdir: Path) -> None:
+        """Make ``workdir`` usable by the sandboxed command (the base class: nothing to do)."""
+
     def base_env(self, env: dict[str, str], workdir: Path) -> dict[str, str]:
         keep = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TZ") if k in os.environ}
         return {**keep, "HOME": str(workdir), "PYTHONNOUSERSITE": "1", **env}
 
 
 class _Tail(threading.Thread):
-    """Reads a pipe to its end and keeps only the last ``limit`` bytes: a command that writes
-    gigabytes to its stdout costs the grader no memory."""
+    """Reads a pipe to its end and keeps only the first ``HEAD`` and the last ``limit`` bytes: a
+    command that writes gigabytes to its stdout costs the grader no memory."""
+
+    HEAD = 4096
 
     def __init__(self, pipe, limit: int):
         super().__init__(daemon=True)
         self.pipe, self.limit = pipe, max(0, limit)
         self.buffer = bytearray()
+        self.first = bytearray()
         self.dropped = 0
         self.start()
 
@@ -188,6 +202,8 @@ class _Tail(threading.Thread):
         with contextlib.suppress(OSError, ValueError):
             fd = self.pipe.fileno()
             while chunk := os.read(fd, 1 << 16):
+                if len(self.first) < self.HEAD:
+                    self.first += chunk[:self.HEAD - len(self.first)]
                 self.buffer += chunk
                 if len(self.buffer) > 2 * self.limit + (1 << 16):
                     cut = len(self.buffer) - self.limit
@@ -201,6 +217,10 @@ class _Tail(threading.Thread):
         dropped = self.dropped + len(self.buffer) - len(data)
         prefix = f"[... {dropped} bytes dropped ...]\n" if dropped else ""
         return prefix + data.decode(errors="replace")
+
+    @property
+    def head(self) -> str:
+        return bytes(self.first).decode(errors="replace")
 
 
 class Started:
@@ -238,11 +258,14 @@ class Started:
                         break
         finally:
             self._end()
-        run = SandboxRun(proc.returncode, timed_out, time.monotonic() - start, self.out.text(), self.err.text())
-        run.exceeded = ([killed_for] if killed_for else []) + box.exceeded()
+        run = SandboxRun(proc.returncode, timed_out, time.monotonic() - start, self.out.text(), self.err.text(),
+                         stdout_head=self.out.head)
+        try:
+            run.exceeded = ([killed_for] if killed_for else []) + box.exceeded()
+        finally:  # whatever the report found (or failed to find), the run's cgroups go
+            box.close()
         run.unenforced = list(box.unenforced)
         run.usage = dict(box.usage)
-        box.close()
         return run
 
     def discard(self) -> None:
@@ -293,6 +316,10 @@ class BubblewrapSandbox(Sandbox):
     disk_limit = Integer(4096, help="MiB the command may write into its work directory in all; "
                                     "0 for no limit.").tag(config=True)
     max_files = Integer(50_000, help="Files and folders the work directory may hold.").tag(config=True)
+    run_as = Integer(65534, help="uid the command runs as when the sandbox is started by root (never root: "
+                                 "the student must not read the host's files); 0 keeps root, for "
+                                 "debugging only.").tag(config=True)
+    run_as_group = Integer(65534, help="gid that goes with run_as.").tag(config=True)
 
     @classmethod
     def available(cls) -> bool:
@@ -302,29 +329,52 @@ class BubblewrapSandbox(Sandbox):
         probe = subprocess.run([exe, "--ro-bind", "/", "/", "--unshare-net", "true"], capture_output=True)
         return probe.returncode == 0
 
-    def wrap(self, argv, *, workdir, readonly, env, limits=None):
+    def wrap(self, argv, *, workdir, readonly, env, limits=None, writable=()):
+        """bwrap's argv: ``/tmp`` first (so that nothing bound below it is hidden: a checkout, a venv
+        or a work directory under /tmp works), then the read-only paths and the writable ones, and,
+        when started as root, a drop to ``run_as`` before ``argv`` runs."""
+        drop = self.drops_privileges
         args = [self.executable, "--die-with-parent", "--new-session", "--unshare-pid",
                 "--unshare-ipc", "--unshare-uts", "--hostname", "sandbox", "--cap-drop", "ALL"]
+        if drop:  # only setpriv, inside, uses them; it drops every capability with the uid
+            args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
         if not self.network:
             args.append("--unshare-net")
-        for path in self.system_paths:
-            if Path(path).exists():
-                args += ["--ro-bind", path, path]
+        args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+        if limits is not None and limits.gpu:  # the NVIDIA device nodes, into the fresh /dev
+            for device in gpu_devices():
+                args += ["--dev-bind", str(device), str(device)]
         for name in ("bin", "sbin", "lib", "lib64", "lib32"):
             target = Path("/") / name
             if target.is_symlink():
                 args += ["--symlink", os.readlink(target), str(target)]
-            elif target.exists():
-                args += ["--ro-bind", str(target), str(target)]
-        for path in _python_paths() + [Path(p) for p in readonly]:
-            args += ["--ro-bind", str(path), str(path)]
-        args += ["--proc", "/proc", "--dev", "/dev"]
-        if limits is not None and limits.gpu:  # the NVIDIA device nodes, into the fresh /dev
-            for device in gpu_devices():
-                args += ["--dev-bind", str(device), str(device)]
-        args += ["--tmpfs", "/tmp",
-                 "--bind", str(workdir), str(workdir), "--chdir", str(workdir)]
-        return [*args, "--", *argv]
+        binds = [("--ro-bind", Path(p)) for p in self.system_paths if Path(p).exists()]
+        binds += [("--ro-bind", Path("/") / n) for n in ("bin", "sbin", "lib", "lib64", "lib32")
+                  if (Path("/") / n).exists() and not (Path("/") / n).is_symlink()]
+        binds += [("--ro-bind", p) for p in _python_paths() + [Path(p) for p in readonly]]
+        binds += [("--bind", Path(p)) for p in [*writable, workdir]]
+        # bwrap makes missing parents as 0700 root folders, which the dropped uid could not cross
+        made: set[Path] = {Path("/"), Path("/tmp")}
+        for _, path in binds:
+            for parent in reversed(path.parents):
+                if parent not in made:
+                    made.add(parent)
+                    args += ["--perms", "0755", "--dir", str(parent)]
+        for flag, path in binds:
+            args += [flag, str(path), str(path)]
+        args += ["--chdir", str(workdir), "--"]
+        if drop:
+            args += ["setpriv", f"--reuid={self.run_as}", f"--regid={self.run_as_group}", "--clear-groups",
+                     "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--"]
+        return [*args, *argv]
+
+    @property
+    def drops_privileges(self) -> bool:
+        return os.geteuid() == 0 and self.run_as != 0
+
+    def prepare(self, workdir: Path) -> None:
+        if self.drops_privileges:
+            hand_over(workdir, self.run_as, self.run_as_group)
 
     def confine(self, limits: Limits, workdir: Path) -> Confinement:
         box = CgroupConfinement(limits, workdir, root=Path(self.cgroup_root), max_file_size=self.max_file_size,
@@ -427,6 +477,11 @@ class CgroupConfinement(Confinement):
             return f"{what}: not enforced (could not set up a '{controller}' cgroup: {exc.strerror or exc})"
         self.groups[controller] = target
         return None
+
+    def procs_files(self) -> list[str]:
+        """The ``cgroup.procs`` files a process writes its pid to, to join the run's groups itself
+        (a forked checker does, where a command gets :attr:`prefix`)."""
+        return [str(folder / "cgroup.procs") for folder in dict.fromkeys(self.groups.values())]
 
     # -- while running ------------------------------------------------------------------------
     def poll(self) -> str | None:
@@ -582,33 +637,40 @@ def _procs(folder: Path) -> list[int]:
 
 
 def _usage(root: Path, max_files: int) -> tuple[int, int]:
-    """Bytes and entries under ``root`` (links not followed); stops counting past ``max_files``."""
-    size = files = 0
-    stack = [str(root)]
-    while stack and files <= max_files:
-        with contextlib.suppress(OSError), os.scandir(stack.pop()) as entries:
-            for entry in entries:
-                files += 1
-                with contextlib.suppress(OSError):
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(entry.path)
-                    elif entry.is_file(follow_symlinks=False):
-                        size += entry.stat(follow_symlinks=False).st_blocks * 512
-    return size, files
+    """Bytes on disk and entries under ``root``, links not followed. GNU du walks by file
+    descriptor, so a tree deeper than PATH_MAX is counted too (a Python walk would stop there,
+    or recurse until it crashed); ``max_files`` is kept for the signature's sake."""
+    return _du(root, "-B1"), _du(root, "--inodes")
+
+
+def _du(root: Path, unit: str) -> int:
+    out = subprocess.run(["du", "-s", "-x", unit, "--", str(root)], capture_output=True, text=True, check=False)
+    with contextlib.suppress(ValueError, IndexError):
+        return int(out.stdout.split()[0])
+    return 0
 
 
 def _files_at_least(root: Path, size: int, max_files: int) -> list[str]:
-    found, seen = [], 0
-    for folder, _dirs, names in os.walk(root):
-        for name in names:
-            seen += 1
-            path = os.path.join(folder, name)
-            with contextlib.suppress(OSError):
-                if os.lstat(path).st_size >= size:
-                    found.append(os.path.relpath(path, root))
-        if seen > max_files:
-            break
-    return found
+    """Regular files of at least ``size`` bytes under ``root`` (at any depth; links not followed)."""
+    out = subprocess.run(["find", str(root), "-xdev", "-type", "f", "-size", f"+{max(0, size - 1)}c",
+                          "-printf", "%P\\n"], capture_output=True, text=True, errors="replace", check=False)
+    return out.stdout.splitlines()[:max_files]
+
+
+def hand_over(root: Path, uid: int = 65534, gid: int = 65534) -> None:
+    """Give ``root`` and everything in it to ``uid`` (never following a link), so that a
+    sandboxed command running as that uid can write there and nowhere else."""
+    subprocess.run(["chown", "-R", "-P", "-h", f"{uid}:{gid}", "--", str(root)], check=True,
+                   stdout=subprocess.DEVNULL)
+    os.chmod(root, 0o711)  # bwrap enters it before the uid drops, with no capability to bypass modes
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a folder the sandbox wrote, however deep or strange (GNU rm walks by file descriptor,
+    where Python's rmtree recurses and gives up past a few hundred levels)."""
+    if os.path.lexists(path):
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def gpu_devices() -> list[Path]:

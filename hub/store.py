@@ -355,6 +355,20 @@ class CourseStore:
                                       html=html))
             return done
 
+    def retry(self, job: JobInfo, message: str, result: str, delay: float = 30.0) -> bool:
+        """A platform error ended this attempt: queue the job again after ``delay`` seconds, or, after
+        ``MAX_ATTEMPTS``, end it as failed. No score and no feedback either way; fenced like finish."""
+        now = datetime.now(UTC)
+        again = job.attempt < MAX_ATTEMPTS
+        values = ({"state": "queued", "not_before": now + timedelta(seconds=delay),
+                   "message": f"graded again shortly: the last try hit a {message}"[:1000]} if again else
+                  {"state": "failed", "finished_at": now, "message": f"{message} (tried {job.attempt} times; "
+                                                                     "your instructor can regrade it)"[:1000]})
+        with self.session.begin() as db:
+            return db.execute(update(Job).where(Job.id == job.id, Job.attempt == job.attempt,
+                                                Job.state == "grading").values(
+                lease_until=None, result=result, **values)).rowcount == 1
+
     def job(self, job_id: int) -> JobInfo | None:
         with self.session() as db:
             row = db.get(Job, job_id)

@@ -8,18 +8,17 @@ grades the submission again from its stored archive, so nothing is lost or count
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
 import socket
 import tempfile
 import threading
+import time
 from pathlib import Path
 
-from autograders.assignment import Assignment
-from autograders.gradebook import course_root
+from autograders.assignment import Assignment, Limits
+from autograders.gradebook import course_root, lay_out
 from autograders.kernels import WarmPool, warm_enabled
-from autograders.sandbox import Sandbox, default_sandbox
+from autograders.sandbox import Sandbox, default_sandbox, remove_tree
 from hub.store import CourseStore, JobInfo, data_root, unpack
 
 DEFAULT_LEASE = 120.0  # seconds a claim lasts without a heartbeat
@@ -30,17 +29,20 @@ def worker_name(index: int = 0) -> str:
 
 
 class Heartbeat:
-    """Renews a job's lease in the background while it is being graded."""
+    """Renews a job's lease in the background while it is being graded, but never past the
+    grading's deadline: a worker stuck beyond it lets the lease lapse, and another worker takes
+    the job over."""
 
-    def __init__(self, store: CourseStore, job: JobInfo, lease: float):
+    def __init__(self, store: CourseStore, job: JobInfo, lease: float, deadline: float = float("inf")):
         self.store, self.job, self.lease = store, job, lease
+        self.until = time.monotonic() + deadline
         self.lost = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job.id}", daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(self.lease / 4):
-            if not self.store.heartbeat(self.job, self.lease):
+            if time.monotonic() > self.until or not self.store.heartbeat(self.job, self.lease):
                 self.lost = True
                 return
 
@@ -61,15 +63,20 @@ def warm_pool(depth: int) -> WarmPool | None:
 
 def run_job(store: CourseStore, job: JobInfo, lease: float = DEFAULT_LEASE,
             sandbox: Sandbox | None = None, pool: WarmPool | None = None) -> bool:
-    """Grade a claimed job and record its outcome; False if the claim was lost meanwhile."""
+    """Grade a claimed job and record its outcome; False if the claim was lost meanwhile.
+
+    A platform error (ours, not the submission's) is not an outcome: the job goes back to the
+    queue (``CourseStore.retry``) with nothing scored."""
     work = Path(tempfile.mkdtemp(prefix=f"job-{job.id}-{job.attempt}-", dir=_scratch()))
     try:
-        with Heartbeat(store, job, lease):
+        with Heartbeat(store, job, lease, deadline=_deadline(job) + lease):
             try:
                 outcome = grade_submission(store, job, work, sandbox, pool)
             except Exception as exc:  # a bug of ours still ends in a recorded outcome
-                outcome = {"status": "error", "score": 0.0, "max_score": 0.0,
-                           "message": f"internal grading error: {type(exc).__name__}: {exc}"[:500]}
+                outcome = {"status": "platform-error", "score": 0.0, "max_score": 0.0,
+                           "message": f"platform error: {type(exc).__name__}: {exc}"[:500]}
+        if outcome["status"] == "platform-error":
+            return store.retry(job, outcome.get("message", "platform error"), json.dumps(outcome))
         feedback = work / "feedback.html"
         notebook = outcome.get("notebook", "submission")
         return store.finish(
@@ -77,7 +84,16 @@ def run_job(store: CourseStore, job: JobInfo, lease: float = DEFAULT_LEASE,
             score=outcome["score"], max_score=outcome["max_score"], message=outcome.get("message", ""),
             result=json.dumps(outcome), feedback={notebook: feedback.read_bytes()} if feedback.exists() else {})
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        remove_tree(work)
+
+
+def _deadline(job: JobInfo) -> float:
+    from autograders.runner import deadline_of
+
+    try:
+        return deadline_of(Assignment.load(f"{job.course}/{job.assignment}").limits)
+    except FileNotFoundError:
+        return deadline_of(Limits())
 
 
 def grade_submission(store: CourseStore, job: JobInfo, work: Path, sandbox: Sandbox | None,
@@ -103,34 +119,11 @@ def grade_submission(store: CourseStore, job: JobInfo, work: Path, sandbox: Sand
                    sandbox=sandbox or default_sandbox(), record_gradebook=True, gradebook_root=root,
                    submitted_at=row.submitted_at, pool=pool)
     if result.get("execution", {}).get("gradebook"):  # the newest submission: show it in the formgrader
-        _lay_out(root, job, assignment, files, work, row.submitted_at)
+        from hub.exchange.plugin import SUBMISSION_ID_FILE
+
+        lay_out(root, job.student, assignment, files, work, row.submitted_at,
+                extra={SUBMISSION_ID_FILE: str(job.submission_id)})
     return {**result, "notebook": assignment.notebook_name}
-
-
-def _lay_out(root: Path, job: JobInfo, assignment: Assignment, files: Path, work: Path, when) -> None:
-    """nbgrader's folders for the formgrader: submitted/ (as received), autograded/ (as executed,
-    with the same timestamp, which is how nbgrader tells it is graded) and feedback/."""
-    from autograders.execute import EXECUTED
-    from hub.exchange.plugin import SUBMISSION_ID_FILE
-
-    stamp = when.strftime("%Y-%m-%d %H:%M:%S.%f UTC")
-    notebook = f"{assignment.notebook_name}.ipynb"
-    folders = {kind: root / kind / job.student / assignment.name for kind in ("submitted", "autograded")}
-    for folder in folders.values():
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(folder)
-    shutil.copytree(files, folders["submitted"])
-    (folders["submitted"] / SUBMISSION_ID_FILE).write_text(str(job.submission_id))
-    folders["autograded"].mkdir(parents=True)
-    executed = work / "sandbox" / EXECUTED
-    shutil.copy2(executed if executed.exists() else files / notebook, folders["autograded"] / notebook)
-    for folder in folders.values():
-        (folder / "timestamp.txt").write_text(stamp)
-    feedback = work / "feedback.html"
-    if feedback.exists():
-        target = root / "feedback" / job.student / assignment.name
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(feedback, target / f"{assignment.notebook_name}.html")
 
 
 def _scratch() -> Path:

@@ -38,17 +38,15 @@ def _as_float(value: Any) -> float:
 
 
 def kendall_tau(values: Any) -> float:
-    """Kendall's tau-b between the epoch number and ``values`` (ties in the values allowed)."""
+    """Kendall's tau-b between the epoch number and ``values`` (ties in the values allowed), in
+    O(n log n): a history of any length costs little (a pairwise matrix of 14,000 epochs took 5 GB)."""
+    from scipy.stats import kendalltau
+
     v = np.asarray(values, dtype=np.float64)
-    n = v.size
-    if n < 2:
+    if v.size < 2:
         return 0.0
-    upper = np.triu_indices(n, k=1)
-    signs = np.sign(v[None, :] - v[:, None])[upper]  # +1 where a later epoch is higher
-    pairs = signs.size
-    ties = int(np.sum(signs == 0))
-    denom = math.sqrt(pairs * (pairs - ties))
-    return float(signs.sum() / denom) if denom else 0.0
+    tau = kendalltau(np.arange(v.size), v).statistic
+    return 0.0 if math.isnan(tau) else float(tau)
 
 
 class HistoryCheck:
