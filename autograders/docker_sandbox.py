@@ -50,6 +50,7 @@ from autograders.sandbox import (
     _read,
     _Tail,
     file_size_exceeded,
+    hand_over,
     memory_exceeded,
     pids_exceeded,
 )
@@ -181,7 +182,7 @@ class DockerSandbox(Sandbox):
         owner = workdir.stat()
         handover = os.geteuid() == 0 and (owner.st_uid, owner.st_gid) != (uid, gid)
         if handover:
-            _chown_tree(workdir, uid, gid)
+            hand_over(workdir, uid, gid)
         watch = _CgroupWatch(self, name)
         state: dict[str, str] = {}
         try:
@@ -216,7 +217,7 @@ class DockerSandbox(Sandbox):
             with contextlib.suppress(OSError, subprocess.TimeoutExpired):
                 self._cli("rm", "--force", "--volumes", name, timeout=60)
             if handover:
-                _chown_tree(workdir, owner.st_uid, owner.st_gid)
+                hand_over(workdir, owner.st_uid, owner.st_gid)
         run = SandboxRun(proc.returncode, timed_out, duration, out.text(), err.text(), stdout_head=out.head)
         run.exceeded = self._exceeded(limits, state, watch, run, workdir)
         run.unenforced = ["disk: not enforced by the Docker sandbox (the work directory is a bind mount "
@@ -394,12 +395,3 @@ def _bind(path: Path, readonly: bool) -> str:
     out = io.StringIO()
     csv.writer(out, lineterminator="").writerow(fields)
     return out.getvalue()
-
-
-def _chown_tree(root: Path, uid: int, gid: int) -> None:
-    """chown ``root`` and everything under it, never following symlinks."""
-    os.chown(root, uid, gid, follow_symlinks=False)
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            with contextlib.suppress(FileNotFoundError):
-                os.chown(os.path.join(folder, name), uid, gid, follow_symlinks=False)

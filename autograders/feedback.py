@@ -27,7 +27,8 @@ RESULT_FILE = "feedback.json"
 PAGE_FILE = "feedback.html"
 MAX_SERIES = 8         # loss curves on the plot
 MAX_POINTS = 1000      # epochs per curve
-MAX_MARKDOWN = 20_000  # characters of one markdown cell that are rendered (the rest is cut and noted)
+MAX_MARKDOWN = 10_000  # characters of one markdown cell that are rendered (the rest is cut and noted)
+MAX_MARKDOWN_TOTAL = 100_000  # characters of markdown rendered in all (Markdown parsing can be quadratic)
 REMOTE_CODE = ("application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json",
                "application/javascript", "text/javascript")
 
@@ -152,10 +153,14 @@ def bounded_notebook(workdir: Path) -> Any:
         raise UntrustedFileError(f"the executed notebook is nested more than {MAX_JSON_DEPTH} levels deep")
     nb = nbformat.reads(text, as_version=4)
     nb.metadata = {k: v for k, v in nb.get("metadata", {}).items() if k in ("kernelspec", "language_info")}
+    markdown_left = MAX_MARKDOWN_TOTAL
     for cell in nb.cells:
         cell.metadata = {}
-        if cell.get("cell_type") == "markdown" and len(cell.get("source", "")) > MAX_MARKDOWN:
-            cell.source = cell.source[:MAX_MARKDOWN] + f"\n\n*[deepgrade: cut at {MAX_MARKDOWN:,} characters]*"
+        if cell.get("cell_type") == "markdown":
+            keep = max(0, min(MAX_MARKDOWN, markdown_left))
+            if len(cell.source) > keep:
+                cell.source = cell.source[:keep] + "\n\n*[deepgrade: the rest of this cell is not shown]*"
+            markdown_left -= len(cell.source)
         for output in cell.get("outputs", []):
             for mime in REMOTE_CODE:
                 (output.get("data") or {}).pop(mime, None)

@@ -48,7 +48,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Seeds Keras only for assignments that use it, so numpy-only checks skip the TF import."""
     artifacts = session.config.getoption("--deepgrade-artifacts")
-    has_models = bool(artifacts) and any(Path(artifacts).rglob("*.keras"))
+    # one level per grade cell, never a recursive walk: the folder is the student's, of any depth
+    has_models = bool(artifacts) and any(Path(artifacts).glob("artifacts/*/*.keras"))
     if "keras" in sys.modules or has_models:
         import keras
         import tensorflow as tf

@@ -307,11 +307,12 @@ class RunChecks(Step):
             data = json.loads(out.read_text()) if out.exists() else None
         except ValueError:
             data = None
-        if not isinstance(data, dict):
-            if g.execution.get("checker_limits_exceeded"):  # the student's artifacts blew the checker's limit
-                raise StopGrading("the checks were stopped: " + "; ".join(g.execution["checker_limits_exceeded"]))
+        if g.execution.get("checker_limits_exceeded"):  # the student's artifacts blew the checker's limit
+            raise StopGrading("the checks were stopped: " + "; ".join(g.execution["checker_limits_exceeded"]))
+        # pytest exits 0 (all passed) or 1 (some failed); anything else means the checks did not run
+        if not isinstance(data, dict) or run.returncode not in (0, 1) or not data.get("checks"):
             tail = "\n".join(run.output.strip().splitlines()[-5:])
-            raise PlatformError(f"the checker crashed before reporting (exit code {run.returncode}): {tail[-500:]}")
+            raise PlatformError(f"the checker did not report (exit code {run.returncode}): {tail[-500:]}")
         g.checks = [CheckResult.from_dict(c) for c in data["checks"]]
         g.problems = data.get("problems", [])
         if g.problems:  # an instructor's bug: say so rather than hand out a wrong score
@@ -428,10 +429,12 @@ def grade(notebook: Path, assignment: Assignment | str, *, workdir: Path | None 
           student: str = "student", seed: int = 0, sandbox: Sandbox | None = None,
           gradebook_root: Path | None = None, record_gradebook: bool = False,
           calibrating: bool = False, submitted_at: datetime | None = None,
-          pool: WarmPool | None = None) -> dict[str, Any]:
+          pool: WarmPool | None = None, deadline: float | None = None) -> dict[str, Any]:
     """Grade ``notebook`` and return the result (also written to ``workdir/result.json``).
 
-    With a ``pool``, the notebook runs in a sandbox of the pool's kind started ahead of it."""
+    With a ``pool``, the notebook runs in a sandbox of the pool's kind started ahead of it.
+    ``deadline`` (seconds; default :func:`deadline_of` the assignment's limits) bounds the whole
+    grading."""
     _import_grading_libraries()
     if not isinstance(assignment, Assignment):
         assignment = Assignment.load(assignment)
@@ -444,7 +447,7 @@ def grade(notebook: Path, assignment: Assignment | str, *, workdir: Path | None 
     if submitted_at:  # the exchange's server time, so the formgrader matches grade and submission
         g.submitted_at = submitted_at
     g.started = time.monotonic()
-    g.deadline = deadline_of(assignment.limits)
+    g.deadline = deadline or deadline_of(assignment.limits)
     worker = threading.Thread(target=_run_pipeline, args=(g,), name=f"grading-{student}", daemon=True)
     worker.start()
     worker.join(g.deadline)

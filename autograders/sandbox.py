@@ -660,7 +660,7 @@ def _files_at_least(root: Path, size: int, max_files: int) -> list[str]:
 def hand_over(root: Path, uid: int = 65534, gid: int = 65534) -> None:
     """Give ``root`` and everything in it to ``uid`` (never following a link), so that a
     sandboxed command running as that uid can write there and nowhere else."""
-    subprocess.run(["chown", "-R", "-P", "-h", f"{uid}:{gid}", "--", str(root)], check=True,
+    subprocess.run(["chown", "-R", "-P", "-h", f"{uid}:{gid}", "--", str(root)], check=False,
                    stdout=subprocess.DEVNULL)
     os.chmod(root, 0o711)  # bwrap enters it before the uid drops, with no capability to bypass modes
 

@@ -4,6 +4,8 @@ Each student's server is a local process inside bubblewrap (when available). It 
 the network, so it can reach the hub, but it sees only the system, the Python
 environment, the course code, the public datasets (read-only) and its own home:
 other students' homes, the hub's database and the exchange's files are not there.
+When the hub runs as root, the server runs as the sandbox's unprivileged uid, which owns
+only that home: no student kernel is ever root.
 """
 
 from __future__ import annotations
@@ -42,20 +44,30 @@ class CourseSpawner(SimpleLocalProcessSpawner):
         })
         return env
 
+    def sandbox(self) -> BubblewrapSandbox | None:
+        return BubblewrapSandbox(network=True) if self.isolate and BubblewrapSandbox.available() else None
+
     def get_args(self) -> list[str]:
         args = super().get_args()
-        if os.geteuid() == 0:  # a laptop runs as a user; CI and tests run as root
+        sandbox = self.sandbox()
+        if os.geteuid() == 0 and not (sandbox and sandbox.drops_privileges):  # unisolated, for development
             args.append("--allow-root")
         return args
 
     async def start(self) -> Any:
-        Path(self.home_dir).mkdir(parents=True, exist_ok=True)
-        if self.isolate and BubblewrapSandbox.available():
-            readonly = [repo_root() / "autograders", repo_root() / "datasets", repo_root() / "hub",
-                        public_root()]
-            self.cmd = BubblewrapSandbox(network=True).wrap(
-                list(self.cmd), workdir=Path(self.home_dir), readonly=readonly, env={})
-        return await super().start()
+        home = Path(self.home_dir)
+        home.mkdir(parents=True, exist_ok=True)
+        sandbox = self.sandbox()
+        if not sandbox:
+            return await super().start()
+        readonly = [repo_root() / "autograders", repo_root() / "datasets", repo_root() / "hub", public_root()]
+        sandbox.prepare(home)  # the home belongs to the unprivileged uid the server runs as
+        plain = list(self.cmd)
+        self.cmd = sandbox.wrap(plain, workdir=home, readonly=readonly, env={})
+        try:
+            return await super().start()
+        finally:  # wrapped afresh at every start, never twice
+            self.cmd = plain
 
 
 def configure(c: Any, settings: HubSettings) -> None:

@@ -25,7 +25,9 @@ import json
 import pickle
 import socket
 import sys
+import threading
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nbformat
@@ -33,6 +35,8 @@ import pytest
 
 from autograders.assignment import Assignment, repo_root
 from autograders.execute import DEFAULT_OUTPUT_LIMIT, EXECUTED, OutputBudget
+from autograders.gradebook import lay_out
+from autograders.sandbox import remove_tree
 from autograders.validate import Job, run_jobs
 from datasets.registry import candidates
 from tests.conftest import cell, copy_assignment, edited_notebook
@@ -579,3 +583,106 @@ def test_output_budget_keeps_errors_and_notes_once() -> None:
     assert texts[:2] == ["12345", "67890"] and sum("reached the limit of 10" in t for t in texts) == 1
     assert "more" not in texts and outs[-1] is error and len(error.traceback) == 20
     assert budget.report() == {"output_limit": 10, "output_chars": 10, "outputs_dropped": 2}
+
+
+# -- the trusted side's boundary: what a sandbox leaves behind is hostile -------------------------
+# Two more submissions of the numpy-only dl-python/01 (12 points, a few seconds each): one leaves
+# pipes and links where the trusted side reads (and kills its runner so that nothing repairs them),
+# the other probes its own identity, floods through display updates and leaves a tree deeper than
+# PATH_MAX. On the code before the reader existed, the first hung the grader for ever.
+NUMPY = "dl-python/01-basics-with-numpy"
+NUMPY_FULL = 12.0
+BOUNDARY_LIMITS = {"time": 90, "cell_timeout": 60, "check_time": 120, "output": 100_000}
+
+
+def _links_and_pipes(secret: Path) -> str:
+    return f"""
+import os, signal
+def _swap(path, make):
+    if os.path.lexists(path):
+        os.remove(path)
+    make(path)
+_swap("cells.json", os.mkfifo)                                    # a read would block for ever
+_swap("execution.json", lambda p: os.symlink("/dev/zero", p))    # a read would never end
+_swap("executed.ipynb", lambda p: os.symlink({str(secret)!r}, p))  # another notebook into the feedback
+os.mkdir("executed.ipynb.tmp")                                    # the runner's next save fails
+_swap("artifacts/relu/manifest.json", os.mkfifo)                  # the checker's read would block
+os.kill(os.getppid(), signal.SIGKILL)                             # the runner: nothing repairs the above
+"""
+
+
+IDENTITY_FLOOD_AND_DEPTH = """
+import json, os
+from IPython.display import display
+try:
+    open("/etc/shadow").read()
+    _shadow = "readable"
+except OSError as exc:
+    _shadow = type(exc).__name__
+print("IDENTITY", json.dumps({"uid": os.getuid(), "euid": os.geteuid(), "shadow": _shadow}))
+_handle = display("a small start", display_id=True)
+_handle.update("x" * 5_000_000)  # replaces the output in place: counted against the budget too
+_base = os.getcwd()
+for _ in range(3000):  # deeper than PATH_MAX: whoever walks this folder must not recurse
+    os.mkdir("d")
+    os.chdir("d")
+os.chdir(_base)
+"""
+
+
+@pytest.fixture(scope="module")
+def boundary(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    tmp = tmp_path_factory.mktemp("boundary")
+    numpy = copy_assignment(Assignment.load(NUMPY), tmp / "assignments", limits=BOUNDARY_LIMITS)
+    secret = tmp / "instructor-source.ipynb"  # stands for any file on the grader's host
+    secret.write_text(json.dumps({"cells": [], "note": "SOLUTIONS-OF-ANOTHER-ASSIGNMENT"}))
+    edits = {"links-and-pipes": lambda nb: nb.cells.append(nbformat.v4.new_code_cell(_links_and_pipes(secret))),
+             "identity-flood-depth": lambda nb: nb.cells.append(nbformat.v4.new_code_cell(IDENTITY_FLOOD_AND_DEPTH))}
+    jobs = [Job(numpy, name, edited_notebook(numpy, tmp / f"{name}.ipynb", edit), 1) for name, edit in edits.items()]
+    done: dict = {}
+    grading = threading.Thread(target=lambda: done.update({j.label: j for j in run_jobs(jobs, workers=2,
+                                                                                         base=tmp / "runs")}),
+                               daemon=True)
+    grading.start()
+    grading.join(600)  # a read that blocks would hang here: fail instead
+    assert not grading.is_alive(), "grading did not end: the trusted side blocked on a file the sandbox left"
+    return {"jobs": done, "secret": secret, "assignment": numpy, "tmp": tmp}
+
+
+def test_pipes_and_links_left_by_the_sandbox_are_refused_not_followed(boundary: dict) -> None:
+    job = boundary["jobs"]["links-and-pipes"]
+    result = job.result
+    assert result["status"] == "graded", result["message"]
+    assert result["score"] == NUMPY_FULL - 1, result  # only the cell whose manifest became a pipe
+    relu = {c["id"]: c for c in result["checks"] if c["grade_id"] == "relu"}
+    assert relu and all(not c["passed"] and "refused" in c["message"] for c in relu.values()), relu
+    assert result["execution"]["cells"] == {}  # the cell record was a pipe: refused, not read
+    page = (job.workdir / "feedback.html").read_text()
+    assert "SOLUTIONS-OF-ANOTHER-ASSIGNMENT" not in page and "is not shown here" in page
+    course = boundary["tmp"] / "course"
+    lay_out(course, "mallory", boundary["assignment"], job.workdir / "sandbox", job.workdir,
+            datetime.now(UTC))
+    autograded = course / "autograded" / "mallory" / boundary["assignment"].name
+    copied = "".join(p.read_text(errors="replace") for p in autograded.rglob("*") if p.is_file())
+    assert "SOLUTIONS-OF-ANOTHER-ASSIGNMENT" not in copied
+    assert not any(p.is_symlink() for p in (course / "submitted").rglob("*"))
+
+
+def test_student_is_never_root_and_display_updates_count_against_the_output_budget(boundary: dict) -> None:
+    job = boundary["jobs"]["identity-flood-depth"]
+    result = job.result
+    executed = nbformat.read(job.workdir / "sandbox" / EXECUTED, as_version=4)
+    identity = next(json.loads(line.split(" ", 1)[1]) for c in executed.cells for o in c.get("outputs", [])
+                    for line in o.get("text", "").splitlines() if line.startswith("IDENTITY "))
+    assert identity["uid"] != 0 and identity["euid"] != 0 and identity["shadow"] == "PermissionError", identity
+    assert (job.workdir / "sandbox" / EXECUTED).stat().st_size < 1_000_000
+    assert "output limit" in result["message"], result["message"]
+    assert result["score"] == NUMPY_FULL, result["message"]
+
+
+def test_a_tree_deeper_than_path_max_neither_crashes_the_watchers_nor_stays_behind(boundary: dict) -> None:
+    job = boundary["jobs"]["identity-flood-depth"]
+    assert job.result["status"] == "graded", job.result["message"]
+    assert "cgroup_left_behind" not in job.result["execution"]["usage"]
+    remove_tree(job.workdir)
+    assert not job.workdir.exists()
