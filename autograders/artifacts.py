@@ -124,7 +124,11 @@ class Submission:
                     measured=entry.get("type"), expected=_NOUNS.get(expect, expect),
                     hint=_HINTS.get(expect, "check which object you assigned to this variable"),
                 )
-            self._cache[key] = self._load(grade_id, name, entry)
+            try:
+                self._cache[key] = self._load(grade_id, name, entry)
+            except FileNotFoundError:
+                raise CheckFailure(f"'{name}' was exported but its file is missing (deleted or moved)",
+                                   hint="do not change the export folder yourself") from None
         return self._cache[key]
 
     def _load(self, grade_id: str, name: str, entry: dict[str, Any]) -> Any:
@@ -171,10 +175,10 @@ def inspect_archive(path: Path, what: str) -> list[zipfile.ZipInfo]:
         problem = f"it holds {len(members)} files (at most {MAX_MEMBERS})"
     elif total > MAX_UNPACKED_BYTES:
         problem = f"it unpacks to {total / MIB:.0f} MiB (at most {MAX_UNPACKED_BYTES // MIB} MiB)"
-    elif any(m.file_size > 1 * MIB and m.file_size > MAX_RATIO * max(1, m.compress_size) for m in members):
-        problem = f"a member is compressed more than {MAX_RATIO} to 1 (an archive bomb)"
     elif any(m.filename.endswith(".json") and m.file_size > MAX_CONFIG_BYTES for m in members):
         problem = f"its configuration is over {MAX_CONFIG_BYTES // MIB} MiB (a model's is a few KiB)"
+    elif any(m.file_size > 1 * MIB and m.file_size > MAX_RATIO * max(1, m.compress_size) for m in members):
+        problem = f"a member is compressed more than {MAX_RATIO} to 1 (an archive bomb)"
     elif any(m.filename.startswith("/") or ".." in Path(m.filename).parts for m in members):
         problem = "a member's name climbs out of its folder"
     if problem:

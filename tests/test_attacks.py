@@ -27,6 +27,7 @@ import socket
 import sys
 import threading
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -631,7 +632,7 @@ os.chdir(_base)
 
 
 @pytest.fixture(scope="module")
-def boundary(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def boundary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     tmp = tmp_path_factory.mktemp("boundary")
     numpy = copy_assignment(Assignment.load(NUMPY), tmp / "assignments", limits=BOUNDARY_LIMITS)
     secret = tmp / "instructor-source.ipynb"  # stands for any file on the grader's host
@@ -646,7 +647,8 @@ def boundary(tmp_path_factory: pytest.TempPathFactory) -> dict:
     grading.start()
     grading.join(600)  # a read that blocks would hang here: fail instead
     assert not grading.is_alive(), "grading did not end: the trusted side blocked on a file the sandbox left"
-    return {"jobs": done, "secret": secret, "assignment": numpy, "tmp": tmp}
+    yield {"jobs": done, "secret": secret, "assignment": numpy, "tmp": tmp}
+    remove_tree(tmp / "runs")  # pytest's own cleanup recurses, and gives up on a tree this deep
 
 
 def test_pipes_and_links_left_by_the_sandbox_are_refused_not_followed(boundary: dict) -> None:
