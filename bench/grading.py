@@ -192,7 +192,7 @@ def cells_seconds(workdir: Path) -> float:
     return total
 
 
-def measure(assignment: Assignment, home: Path) -> dict:
+def measure(assignment: Assignment, home: Path, repeats: int = 2) -> dict:
     """Raw nbclient, deepgrade cold and warm, and nbgrader on one assignment's reference."""
     notebook = assignment.source_notebook  # the reference solution, as a student would submit it
     work = home / assignment.course / assignment.name
@@ -202,6 +202,15 @@ def measure(assignment: Assignment, home: Path) -> dict:
         seconds, result = one_grading(assignment, notebook, work / mode, warm=mode == "warm")
         row[mode] = seconds
         row[f"{mode}_steps"] = dict(result["timings"], cells=cells_seconds(work / mode))
+    # What the trusted side's limits cost (the checker's and the feedback page's cgroup, CPU time,
+    # network and tmpfs): warm gradings with and without them, alternating, the best of ``repeats``.
+    confined, unconfined = [], []
+    for attempt in range(repeats):
+        for limits, times in (("1", confined), ("0", unconfined)):
+            with setting("DEEPGRADE_TRUSTED_LIMITS", limits):
+                folder = work / f"limits-{limits}-{attempt}"
+                times.append(one_grading(assignment, notebook, folder, warm=True)[0])
+    row["trusted_limits"], row["no_trusted_limits"] = min(confined), min(unconfined)
     row["nbgrader"] = nbgrader_autograde(assignment, notebook, work / "nbgrader-course")
     return row
 
@@ -247,7 +256,7 @@ def main() -> int:
     rows = []
     with private_home() as home:
         for assignment in chosen:
-            rows.append(measure(assignment, home))
+            rows.append(measure(assignment, home, repeats=1 if args.smoke else 2))
             print_breakdown(rows[-1])
     print("\nside by side on each reference (seconds; ratio to raw nbclient; goal: deepgrade warm <= 1.15x "
           "and below nbgrader)")
@@ -256,6 +265,10 @@ def main() -> int:
     for r in rows:
         print(f"  {r['assignment']:<44} {r['raw']:7.1f} {r['warm']:7.1f} {r['warm'] / r['raw']:5.2f}x "
               f"{r['cold']:7.1f} {r['cold'] / r['raw']:5.2f}x {r['nbgrader']:8.1f} {r['nbgrader'] / r['raw']:5.2f}x")
+    print("\nwhat the trusted side's limits cost a warm grading (best of 2 each, alternating; goal: under 5%)")
+    for r in rows:
+        print(f"  {r['assignment']:<44} with {r['trusted_limits']:6.1f} s, without {r['no_trusted_limits']:6.1f} s: "
+              f"{r['trusted_limits'] / r['no_trusted_limits'] - 1:+.1%}")
 
     assignment = Assignment.load(args.class_assignment)
     print(f"\na class of {args.class_size} submissions of {assignment.id} through the queue "
