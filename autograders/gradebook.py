@@ -217,10 +217,12 @@ def lay_out(root: Path, student: str, assignment: Assignment, files: Path, work:
     stamp = when.strftime("%Y-%m-%d %H:%M:%S.%f UTC")
     notebook = f"{assignment.notebook_name}.ipynb"
     folders = {kind: root / kind / student / assignment.name for kind in ("submitted", "autograded", "feedback")}
-    for kind in ("submitted", "autograded"):
+    kinds = ["autograded"] if folders["submitted"].resolve() == Path(files).resolve() else ["submitted", "autograded"]
+    for kind in kinds:  # `deepgrade autograde` grades submitted/ where it lies: that one stays
         remove_tree(folders[kind])
         folders[kind].mkdir(parents=True)
-    copy_tree(files, folders["submitted"])
+    if "submitted" in kinds:
+        copy_tree(files, folders["submitted"])
     for name, text in (extra or {}).items():
         (folders["submitted"] / name).write_text(text)
     if not copy_out(work / "sandbox", EXECUTED, folders["autograded"] / notebook, MAX_NOTEBOOK_BYTES):
