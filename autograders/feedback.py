@@ -8,7 +8,8 @@ The page is built from hostile material, so its cost is bounded: :func:`write_fe
 a confined fork with a deadline (see ``runner.WriteFeedback``); only the histories that grade
 cells exported are plotted, a few series of at most ``MAX_POINTS`` points each; the notebook is
 read through the untrusted reader, stripped of widget state and of markdown past
-``MAX_MARKDOWN`` characters, and rendered sanitised; any value in any artifact gives a page.
+``MAX_MARKDOWN`` characters, and rendered sanitised with no script at all (the template's
+own load code from a CDN); any value in any artifact gives a page.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import html
 import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +183,9 @@ def write_feedback(workdir: str | Path, assignment: str | Path) -> Path:
         # sanitize_html: the student's HTML, Markdown and SVG must not run scripts in a reader's browser
         exporter = HTMLExporter(template_name="lab", sanitize_html=True)
         body, _ = exporter.from_notebook_node(bounded_notebook(workdir))
+        # The template's own scripts load require.js, MathJax and mermaid from a CDN: the page needs
+        # none of them, and must not load remote code (the student's content is sanitised already).
+        body = re.sub(r"<script\b[^>]*>.*?</script>", "", body, flags=re.S | re.I)
         page = body.replace("<body", "<body data-deepgrade", 1)
         start = page.index(">", page.index("<body")) + 1
         page = page[:start] + summary + page[start:]

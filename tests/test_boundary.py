@@ -163,6 +163,7 @@ def test_feedback_page_is_bounded_and_survives_any_artifact_value(tmp_path: Path
     page = write_feedback(tmp_path, numpy_chapter.path).read_text()
     assert time.monotonic() - started < 30
     assert "deepgrade-feedback" in page and "&lt;b&gt;hi&lt;/b&gt;" in page and "not shown" in page
+    assert "<script" not in page.lower(), "no script, and nothing loaded from elsewhere"
 
 
 # -- platform failures and the deadline ---------------------------------------------------------
