@@ -469,7 +469,7 @@ def test_manifest_path_traversal_is_refused(attack: dict) -> None:
     # counting's model points outside the submission; build-as-shown is broken on purpose, so the
     # overwritten hidden tests would have handed it its point back had the write reached the host
     assert _failed(result) == {"test_count_architecture", "test_count_model_parameters", "test_shown_architecture"}
-    assert "points outside the submission" in _check(result, "test_count_architecture")["message"]
+    assert "not a plain path inside the work folder" in _check(result, "test_count_architecture")["message"]
     assert result["score"] == FULL - 3 and result["status"] == "graded"
 
 
@@ -516,7 +516,7 @@ def test_symlink_to_a_hidden_file_is_refused(attack: dict) -> None:
     link = attack["jobs"]["tamper"].workdir / "sandbox" / "artifacts" / "build-as-shown" / "model.keras"
     assert link.is_symlink() and link.resolve() == attack["hidden_test"].resolve()
     check = _check(result, "test_shown_architecture")
-    assert not check["passed"] and "is a link" in check["message"]
+    assert not check["passed"] and "is or passes through a link" in check["message"]
     assert "def test_" not in json.dumps(result), "nothing of the hidden file reaches the result"
 
 
@@ -583,7 +583,8 @@ def test_output_budget_keeps_errors_and_notes_once() -> None:
     texts = [o.get("text") for o in outs if o.output_type == "stream"]
     assert texts[:2] == ["12345", "67890"] and sum("reached the limit of 10" in t for t in texts) == 1
     assert "more" not in texts and outs[-1] is error and len(error.traceback) == 20
-    assert budget.report() == {"output_limit": 10, "output_chars": 10, "outputs_dropped": 2}
+    # the error is kept (cut to 2,000 characters and 20 lines) and counted like everything else
+    assert budget.report() == {"output_limit": 10, "output_chars": 10 + 2000 + 20, "outputs_dropped": 2}
 
 
 # -- the trusted side's boundary: what a sandbox leaves behind is hostile -------------------------
