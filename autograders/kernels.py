@@ -14,7 +14,6 @@ import collections
 import contextlib
 import json
 import os
-import shutil
 import sys
 import tempfile
 import threading
@@ -29,7 +28,7 @@ import nbformat
 
 from autograders.assignment import Assignment, Limits, repo_root
 from autograders.execute import READY, notebook_imports
-from autograders.sandbox import Sandbox, Started, thread_env
+from autograders.sandbox import Sandbox, Started, remove_tree, thread_env
 
 
 def warm_enabled() -> bool:
@@ -97,7 +96,7 @@ class WarmSandbox:
     def discard(self) -> None:
         self.started.go()  # EOF: the runner shuts its kernel down
         self.started.discard()
-        shutil.rmtree(self.work, ignore_errors=True)
+        remove_tree(self.work)
 
 
 class WarmPool:
