@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: install system hub test lint validate bench clean
+.PHONY: install system hub test lint validate bench docs clean
 
 install: $(STAMP)
 
@@ -39,6 +39,10 @@ hub: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/grading.py
+
+# The documentation site (mkdocs.yml), built into site/ with warnings as errors.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -236,25 +236,40 @@ def cmd_hub(args: argparse.Namespace) -> int:
 
 
 def cmd_users(args: argparse.Namespace) -> int:
-    from hub.launcher import add_user, import_users
+    from hub.launcher import Added, add_user, import_users, remove_user
     from hub.policy import HubSettings
     from hub.store import CourseStore
 
     settings = HubSettings()
+
+    def report(added: list[Added]) -> None:
+        for person in added:
+            if person.sessions:
+                console.print(escape(f"  {person.username}: {person.sessions}"), soft_wrap=True)
+        invitations = {p.username: p.invitation for p in added if p.invitation}  # the last one of each counts
+        for username, invitation in invitations.items():
+            console.print(escape(f"  invitation for {username} (single use, expires "
+                                 f"{invitation.expires_at:%Y-%m-%d %H:%M} UTC): {invitation.link(settings.url)}"),
+                          soft_wrap=True, highlight=False)
+        if invitations:
+            console.print("  (give each person their own link; on a public hub, use its address)")
+
     if args.action == "add":
-        add_user(settings, args.username, args.role, args.course, args.password)
-        console.print(f"{args.username}: {args.role} in {', '.join(args.course or settings.courses)}"
-                      + ("" if args.password else " (signs up at /hub/signup and is approved on the roster)"))
+        added = add_user(settings, args.username, args.role, args.course, args.password)
+        console.print(escape(f"{args.username}: {args.role} in {', '.join(args.course or settings.courses)}"))
+        report([added])
     elif args.action == "import":
         added = import_users(settings, Path(args.csv))
-        console.print(f"imported {len(added)} people from {args.csv}")
+        console.print(escape(f"imported {len(added)} rows from {args.csv}"))
+        report(added)
     elif args.action == "remove":
-        console.print(f"removed {CourseStore().remove_member(args.username)} course memberships")
+        memberships, sessions = remove_user(settings, args.username)
+        console.print(escape(f"removed {args.username} from {memberships} course(s); {sessions}"), soft_wrap=True)
     table = Table(title="roster")
     for column in ("user", "course", "role"):
         table.add_column(column)
     for member in CourseStore().roster():
-        table.add_row(member.username, member.course, member.role)
+        table.add_row(escape(member.username), member.course, member.role)
     console.print(table)
     return 0
 
@@ -316,10 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("username")
     q.add_argument("--role", choices=["instructor", "student"], default="student")
     q.add_argument("--course", action="append", help="course id (repeatable; default every course)")
-    q.add_argument("--password", help="set a password now (otherwise they sign up at /hub/signup)")
+    q.add_argument("--password", help="set a password now (otherwise a new person gets a single-use "
+                                      "invitation link, valid DEEPGRADE_INVITATION_DAYS days, default 7)")
     q = users.add_parser("import", help="import a CSV: username,role[,course][,password]")
     q.add_argument("csv")
-    q = users.add_parser("remove", help="remove a person from every course")
+    q = users.add_parser("remove", help="remove a person from every course and the hub: signed out, "
+                                        "servers stopped, tokens revoked, kept out until added again")
     q.add_argument("username")
     users.add_parser("list", help="show the roster")
     p.set_defaults(func=cmd_users)

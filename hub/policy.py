@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from autograders.assignment import find_all, repo_root
-from hub.store import data_root
+from hub.auth import ACCOUNTS_SCOPES, ACCOUNTS_SERVICE, accounts_token
+from hub.store import LIMIT_SETTINGS, data_root
 
 CONFIG_DIR = Path(__file__).parent / "config"
 EXCHANGE = "exchange"
@@ -73,7 +74,6 @@ def apply_course_policy(c: Any, settings: HubSettings) -> None:
 
     # Sign-in and the roster
     c.JupyterHub.authenticator_class = "hub.auth.RosterAuthenticator"
-    c.RosterAuthenticator.courses = courses
     c.Authenticator.allow_all = True  # NativeAuthenticator approves; unapproved users cannot sign in
     c.NativeAuthenticator.enable_signup = settings.signup != "closed"
     c.NativeAuthenticator.open_signup = False
@@ -81,24 +81,30 @@ def apply_course_policy(c: Any, settings: HubSettings) -> None:
     c.NativeAuthenticator.allowed_failed_logins = 10
     c.NativeAuthenticator.seconds_before_next_try = 60
 
-    # Roles: students get their own server and the exchange; instructors get their
-    # course's formgrader and the approval page. Services get only what they call.
+    # Roles: students get their own server and the exchange; instructors get their course's
+    # formgrader and may see its students, and hold no power over accounts (the operator does,
+    # with `deepgrade users`, through the deepgrade-accounts service). Services get only what they call.
     roles = [
         {"name": "user", "scopes": ["self", exchange_access]},
         {"name": "server", "scopes": ["users:activity!user", "access:servers!server", exchange_access]},
         {"name": "deepgrade-exchange", "services": [EXCHANGE], "scopes": []},
+        {"name": ACCOUNTS_SERVICE, "services": [ACCOUNTS_SERVICE], "scopes": ACCOUNTS_SCOPES},
     ]
     services = [{
         "name": EXCHANGE, "url": settings.service_url(0), "display": False,
         "command": [sys.executable, "-m", "hub.exchange.service"],
         # the exchange also hosts the embedded grading workers (DEEPGRADE_QUEUE=database)
         "environment": {**_passthrough("DEEPGRADE_HOME", "DEEPGRADE_DB_URL", "DEEPGRADE_ASSIGNMENTS", "PATH",
-                                       *GRADING_SETTINGS), "TF_CPP_MIN_LOG_LEVEL": "3"},
+                                       *GRADING_SETTINGS, *LIMIT_SETTINGS), "TF_CPP_MIN_LOG_LEVEL": "3"},
+    }, {
+        # no server: the token `deepgrade users` acts with on a running hub (see hub.auth.HubAccounts)
+        "name": ACCOUNTS_SERVICE, "api_token": accounts_token(settings.state), "display": False,
     }]
     for index, course in enumerate(courses, start=1):
+        students = f"group=nbgrader-{course}"
         roles.append({"name": f"instructor-{course}", "groups": [f"formgrade-{course}"],
-                      "scopes": [f"access:services!service={course}", "admin:users", "list:users",
-                                 "read:users", "read:groups"]})
+                      "scopes": [f"access:services!service={course}", f"list:users!{students}",
+                                 f"read:users!{students}", f"read:groups!{students}"]})
         roles.append({"name": f"student-{course}", "groups": [f"nbgrader-{course}"], "scopes": []})
         roles.append({"name": f"formgrader-{course}", "services": [course], "scopes": [exchange_access]})
         services.append(formgrader_service(settings, course, index))
@@ -116,19 +122,44 @@ def apply_course_policy(c: Any, settings: HubSettings) -> None:
 
 
 def formgrader_service(settings: HubSettings, course: str, index: int) -> dict[str, Any]:
-    """nbgrader's formgrader for one course, as a hub-managed service named after the course."""
+    """nbgrader's formgrader for one course, as a hub-managed service named after the course.
+
+    It shows students' work to staff, so it is kept from doing anything else (see
+    hub/config/formgrader) and confined: in a bubblewrap sandbox it sees the code read-only and
+    writes only its course folder; started by root, it runs as an unprivileged uid that owns that
+    folder (where bubblewrap cannot run, in a container say, it still drops to that uid)."""
     root = settings.course_root(course)
-    command = [shutil.which("jupyterhub-singleuser") or "jupyterhub-singleuser",
-               f"--ServerApp.root_dir={root}"]
-    if os.geteuid() == 0:
-        command.append("--allow-root")
+    root.mkdir(parents=True, exist_ok=True)
+    server = [shutil.which("jupyterhub-singleuser") or "jupyterhub-singleuser", f"--ServerApp.root_dir={root}"]
     env = _passthrough("DEEPGRADE_HOME", "DEEPGRADE_DB_URL", "DEEPGRADE_GRADEBOOK_URL", "DEEPGRADE_ASSIGNMENTS", "PATH")
     env.update({"JUPYTER_CONFIG_PATH": os.pathsep.join([str(CONFIG_DIR / "formgrader"),
                                                          str(CONFIG_DIR / "common")]),
                 "JUPYTERHUB_DEFAULT_URL": "/formgrader", "TF_CPP_MIN_LOG_LEVEL": "3",
                 "DEEPGRADE_EXCHANGE_URL": settings.exchange_url})
+    command = _confined_course_service(server, root, env)
     return {"name": course, "url": settings.service_url(index), "command": command, "cwd": str(root),
             "environment": env, "oauth_no_confirm": True, "display": True}
+
+
+def _confined_course_service(server: list[str], root: Path, env: dict[str, str]) -> list[str]:
+    """``server`` wrapped so that it can write only ``root`` and, started by root, is not root.
+    Sets HOME (nothing of the host's is needed) where the command gets a private /tmp."""
+    from autograders.sandbox import BubblewrapSandbox, hand_over
+
+    sandbox = BubblewrapSandbox(network=True)  # the service listens for the proxy and calls the hub
+    if os.geteuid() == 0 and not sandbox.drops_privileges:  # run_as = 0: for debugging only
+        server = [*server, "--allow-root"]
+    if BubblewrapSandbox.available():
+        sandbox.prepare(root)
+        env["HOME"] = "/tmp"
+        code = [repo_root() / package for package in ("hub", "autograders")]  # not the data beside it
+        return sandbox.wrap(server, workdir=root, readonly=code, env=env)
+    if sandbox.drops_privileges:
+        hand_over(root, sandbox.run_as, sandbox.run_as_group)
+        env["HOME"] = str(root)
+        return ["setpriv", f"--reuid={sandbox.run_as}", f"--regid={sandbox.run_as_group}", "--clear-groups",
+                "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--", *server]
+    return server
 
 
 def prepare_courses(settings: HubSettings) -> None:
@@ -154,7 +185,7 @@ def prepare_courses(settings: HubSettings) -> None:
 
 GRADING_SETTINGS = ("DEEPGRADE_QUEUE", "DEEPGRADE_WORKERS", "DEEPGRADE_GRADINGS_PER_HOUR", "DEEPGRADE_JOB_LEASE",
                     "DEEPGRADE_BROKER_URL", "DEEPGRADE_SANDBOX", "DEEPGRADE_GRADEBOOK_URL", "DEEPGRADE_WARM_SANDBOXES",
-                    "DEEPGRADE_CHECK_SERVER")
+                    "DEEPGRADE_CHECK_SERVER", "DEEPGRADE_DATA_MIRROR")
 
 
 def _passthrough(*names: str) -> dict[str, str]:

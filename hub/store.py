@@ -4,19 +4,44 @@ One SQL database behind SQLAlchemy: SQLite under ``DEEPGRADE_HOME`` by default, 
 PostgreSQL in production (``DEEPGRADE_DB_URL``), so that the exchange works the same
 on a laptop and across pods. Files travel as tar.gz archives stored in the database;
 nothing is ever written to a world-writable folder, and no submission is overwritten.
+
+The roster is also where accounts start: an invitation (a single-use, expiring sign-up code)
+for a name added without a password, and a record of each removal, which keeps that person
+out until they are added again.
+
+Archives are measured by what they expand to, never by what was sent (:class:`ExchangeLimits`,
+read from the environment):
+
+- ``DEEPGRADE_ARCHIVE_MAX_MB`` (default 100): the expanded size of one release or submission;
+- ``DEEPGRADE_ARCHIVE_MAX_FILES`` (default 200): the entries in one archive;
+- ``DEEPGRADE_STUDENT_QUOTA_MB`` (default 500): the expanded size of all of a student's stored
+  submissions, across courses (0: no quota);
+- ``DEEPGRADE_SUBMISSIONS_PER_ASSIGNMENT`` (default 50): submissions a student may store per
+  assignment (0: no limit).
+
+Both limits of one archive are checked while it is read: reading stops at the limit, and an
+extraction that stops leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import io
 import os
+import secrets
+import shutil
 import tarfile
+import tempfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import IO
 
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
@@ -25,17 +50,22 @@ from sqlalchemy import (
     String,
     Text,
     create_engine,
+    delete,
     func,
+    inspect,
     select,
+    text,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from autograders.assignment import repo_root
 
 ROLES = ("instructor", "student")
-MAX_ARCHIVE_BYTES = 50 * 1024 * 1024
-MAX_ARCHIVE_FILES = 200
+MiB = 1024 * 1024
+LIMIT_SETTINGS = ("DEEPGRADE_ARCHIVE_MAX_MB", "DEEPGRADE_ARCHIVE_MAX_FILES", "DEEPGRADE_STUDENT_QUOTA_MB",
+                  "DEEPGRADE_SUBMISSIONS_PER_ASSIGNMENT")
 
 
 def data_root() -> Path:
@@ -60,6 +90,39 @@ class Member(Base):
     role: Mapped[str] = mapped_column(String(16))
 
 
+class PendingInvitation(Base):
+    """A single-use sign-up code for one roster name; only its SHA-256 digest is kept."""
+
+    __tablename__ = "invitations"
+    username: Mapped[str] = mapped_column(String(128), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), index=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Removal(Base):
+    """Someone taken off the roster: kept out (never re-enrolled) until they are added again."""
+
+    __tablename__ = "removals"
+    username: Mapped[str] = mapped_column(String(128), primary_key=True)
+    removed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class Invitation:
+    """What ``deepgrade users add`` hands out: the code exists nowhere else."""
+
+    username: str
+    code: str
+    expires_at: datetime
+
+    def link(self, hub_url: str) -> str:
+        return f"{hub_url.rstrip('/')}/hub/signup?invitation={self.code}"
+
+
+def _digest(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
 class Release(Base):
     __tablename__ = "releases"
     course: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -78,6 +141,8 @@ class Submission(Base):
     student: Mapped[str] = mapped_column(String(128), index=True)
     submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     archive: Mapped[bytes] = mapped_column(LargeBinary)
+    # what the archive expands to, counted against the student's quota (None: stored before it was counted)
+    expanded_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class Feedback(Base):
@@ -186,22 +251,63 @@ class CourseStore:
             options["connect_args"] = {"timeout": 60}  # workers and the exchange write concurrently
         self.engine = create_engine(url, **options)
         Base.metadata.create_all(self.engine)
+        _add_new_columns(self.engine)
         self.session = sessionmaker(self.engine, expire_on_commit=False)
 
     # -- roster ---------------------------------------------------------------------------
     def add_member(self, username: str, role: str, courses: Iterable[str]) -> None:
+        """Enrol (or re-enrol) ``username``; this also lifts an earlier removal."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         with self.session.begin() as db:
             for course in courses:
                 db.merge(Member(username=username, course=course, role=role))
+            db.execute(delete(Removal).where(Removal.username == username))
 
     def remove_member(self, username: str) -> int:
+        """Take ``username`` off every course, void their invitation and record the removal."""
         with self.session.begin() as db:
             members = db.scalars(select(Member).where(Member.username == username)).all()
             for member in members:
                 db.delete(member)
+            db.execute(delete(PendingInvitation).where(PendingInvitation.username == username))
+            db.merge(Removal(username=username, removed_at=datetime.now(UTC)))
             return len(members)
+
+    def is_removed(self, username: str) -> bool:
+        with self.session() as db:
+            return db.get(Removal, username) is not None
+
+    def removed(self) -> set[str]:
+        with self.session() as db:
+            return set(db.scalars(select(Removal.username)))
+
+    def invite(self, username: str, lifetime: timedelta) -> Invitation:
+        """A new sign-up code for ``username`` (any earlier one stops working)."""
+        code = secrets.token_urlsafe(24)
+        expires_at = datetime.now(UTC) + lifetime
+        with self.session.begin() as db:
+            db.merge(PendingInvitation(username=username, digest=_digest(code), expires_at=expires_at))
+        return Invitation(username, code, expires_at)
+
+    def invited_name(self, code: str) -> str | None:
+        """Whom a valid (unused, unexpired) code invites."""
+        with self.session() as db:
+            return db.scalar(select(PendingInvitation.username).where(
+                PendingInvitation.digest == _digest(code), PendingInvitation.expires_at > datetime.now(UTC)))
+
+    def redeem_invitation(self, username: str, code: str) -> bool:
+        """Use up ``username``'s invitation if ``code`` is it and it has not expired: True once, at most."""
+        if not code:
+            return False
+        with self.session.begin() as db:
+            return db.execute(delete(PendingInvitation).where(
+                PendingInvitation.username == username, PendingInvitation.digest == _digest(code),
+                PendingInvitation.expires_at > datetime.now(UTC))).rowcount == 1
+
+    def withdraw_invitation(self, username: str) -> None:
+        with self.session.begin() as db:
+            db.execute(delete(PendingInvitation).where(PendingInvitation.username == username))
 
     def memberships(self, username: str) -> dict[str, str]:
         """course -> role for one user."""
@@ -214,8 +320,8 @@ class CourseStore:
             return list(db.scalars(select(Member).order_by(Member.course, Member.username)))
 
     # -- releases -------------------------------------------------------------------------
-    def release(self, course: str, assignment: str, archive: bytes) -> datetime:
-        check_archive(archive)
+    def release(self, course: str, assignment: str, archive: bytes, limits: ExchangeLimits | None = None) -> datetime:
+        inspect_archive(archive, limits)
         now = datetime.now(UTC)
         with self.session.begin() as db:
             db.merge(Release(course=course, assignment=assignment, released_at=now, archive=archive))
@@ -238,13 +344,19 @@ class CourseStore:
             return db.get(Release, (course, assignment))
 
     # -- submissions and feedback ---------------------------------------------------------
-    def submit(self, course: str, assignment: str, student: str, archive: bytes) -> SubmissionInfo:
-        check_archive(archive)
+    def submit(self, course: str, assignment: str, student: str, archive: bytes,
+               limits: ExchangeLimits | None = None) -> SubmissionInfo:
+        """Keep a submission within the archive limits and the student's quotas (``TooLarge``,
+        ``TooMany`` otherwise); the quotas count this submission, after it took the write lock."""
+        limits = limits or ExchangeLimits.from_env()
+        contents = inspect_archive(archive, limits)
         with self.session.begin() as db:
             row = Submission(course=course, assignment=assignment, student=student,
-                             submitted_at=datetime.now(UTC), archive=archive)
+                             submitted_at=datetime.now(UTC), archive=archive,
+                             expanded_bytes=contents.expanded_bytes)
             db.add(row)
             db.flush()  # holds the write lock from here: read the clock again, so ids and times agree
+            _check_quotas(db, row, limits)
             row.submitted_at = datetime.now(UTC)
             return SubmissionInfo(row.id, course, assignment, student, row.submitted_at, ())
 
@@ -418,6 +530,39 @@ def _utc(when: datetime) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def _add_new_columns(engine) -> None:
+    """Columns added after a table was first made (``create_all`` only makes missing tables)."""
+    def missing() -> bool:
+        return "expanded_bytes" not in {c["name"] for c in inspect(engine).get_columns("submissions")}
+
+    if missing():
+        try:
+            with engine.begin() as db:
+                db.execute(text("ALTER TABLE submissions ADD COLUMN expanded_bytes BIGINT"))
+        except DBAPIError:
+            if missing():  # not another process adding it at the same moment
+                raise
+
+
+def _check_quotas(db, row: Submission, limits: ExchangeLimits) -> None:
+    """Refuse ``row`` (already flushed, so counted) when it takes its student past a quota."""
+    if limits.submissions_per_assignment:
+        count = db.scalar(select(func.count()).select_from(Submission).where(
+            Submission.student == row.student, Submission.course == row.course,
+            Submission.assignment == row.assignment))
+        if count > limits.submissions_per_assignment:
+            raise TooMany(f"{row.student} has already submitted {row.course}/{row.assignment} "
+                          f"{limits.submissions_per_assignment} times, the most the exchange keeps; "
+                          "ask your instructor if you need to submit again")
+    if limits.student_bytes:
+        stored = db.scalar(select(func.sum(func.coalesce(Submission.expanded_bytes, func.length(Submission.archive))))
+                           .where(Submission.student == row.student)) or 0
+        if stored > limits.student_bytes:
+            raise TooLarge(f"this submission ({_size(row.expanded_bytes or 0)} expanded) would take "
+                           f"{row.student}'s stored submissions to {_size(stored)}, over the "
+                           f"{_size(limits.student_bytes)} quota; ask your instructor")
+
+
 # -- archives --------------------------------------------------------------------------------
 def pack(folder: Path, patterns: Iterable[str] = ("*",)) -> bytes:
     """A tar.gz of the plain files in ``folder`` (recursively), skipping checkpoints."""
@@ -431,34 +576,146 @@ def pack(folder: Path, patterns: Iterable[str] = ("*",)) -> bytes:
     return buffer.getvalue()
 
 
-def check_archive(archive: bytes) -> list[tarfile.TarInfo]:
-    """Refuse archives that are too big, or hold links, devices or paths leaving the folder."""
-    if len(archive) > MAX_ARCHIVE_BYTES:
-        raise ValueError(f"archive of {len(archive)} bytes is over the {MAX_ARCHIVE_BYTES} byte limit")
+class Refused(ValueError):
+    """A release or submission the exchange turns down; ``status`` is the HTTP status that says why."""
+
+    status = 400
+
+
+class TooLarge(Refused):
+    status = 413
+
+
+class TooMany(Refused):
+    status = 429
+
+
+def _size(n: int) -> str:
+    return f"{n / MiB:.1f} MiB" if n >= MiB else f"{n / 1024:.1f} KiB"
+
+
+def _setting(name: str, default: int, unit: int = 1) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(float(value) * unit) if value else default
+
+
+@dataclass(frozen=True)
+class ExchangeLimits:
+    """What the exchange keeps (see the module docstring for the settings); 0 turns a quota off."""
+
+    archive_bytes: int = 100 * MiB
+    archive_files: int = 200
+    student_bytes: int = 500 * MiB
+    submissions_per_assignment: int = 50
+
+    @classmethod
+    def from_env(cls) -> ExchangeLimits:
+        return cls(archive_bytes=_setting("DEEPGRADE_ARCHIVE_MAX_MB", cls.archive_bytes, MiB),
+                   archive_files=_setting("DEEPGRADE_ARCHIVE_MAX_FILES", cls.archive_files),
+                   student_bytes=_setting("DEEPGRADE_STUDENT_QUOTA_MB", cls.student_bytes, MiB),
+                   submissions_per_assignment=_setting("DEEPGRADE_SUBMISSIONS_PER_ASSIGNMENT",
+                                                       cls.submissions_per_assignment))
+
+    @property
+    def stream_bytes(self) -> int:
+        """The most tar stream (file data plus headers and padding) an archive within the limits needs."""
+        return self.archive_bytes + (self.archive_files + 2) * 8 * tarfile.BLOCKSIZE + tarfile.RECORDSIZE
+
+
+@dataclass(frozen=True)
+class ArchiveContents:
+    files: tuple[str, ...]
+    expanded_bytes: int
+
+
+class _CappedStream:
+    """The decompressed tar stream, cut off past ``cap`` bytes. Headers and padding count too, so
+    no entry, however it is declared (a huge pax header, say), makes us read or hold more."""
+
+    def __init__(self, raw: IO[bytes], cap: int, refusal: str):
+        self.raw, self.cap, self.refusal, self.count = raw, cap, refusal, 0
+
+    def read(self, size: int = -1) -> bytes:
+        budget = self.cap - self.count
+        data = self.raw.read(budget + 1 if size is None or size < 0 or size > budget else size)
+        self.count += len(data)
+        if self.count > self.cap:
+            raise TooLarge(self.refusal)
+        return data
+
+
+def _entry_name(member: tarfile.TarInfo) -> str:
+    """The entry's path, normalised; refused when absolute or climbing out with ``..``."""
+    path = PurePosixPath(member.name)
+    if path.is_absolute() or ".." in path.parts:
+        raise Refused(f"archive entry {member.name!r} leaves its folder")
+    return str(path) if path.parts else ""
+
+
+def _write_new(source: IO[bytes], target: Path) -> None:
+    """A new regular file in a folder only we have written to: never through a link, never twice."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as out:
+        shutil.copyfileobj(source, out, MiB)
+
+
+def _read_archive(archive: bytes, limits: ExchangeLimits, into: Path | None) -> ArchiveContents:
+    """One pass over a tar.gz, writing its files under ``into`` when given. Refuses it at the first
+    link, device or path leaving the folder, and as soon as it passes a limit."""
+    if len(archive) > limits.stream_bytes:
+        raise TooLarge(f"the archive of {_size(len(archive))} is over the {_size(limits.archive_bytes)} limit")
+    too_large = f"the archive expands to more than {_size(limits.archive_bytes)}, the limit of one archive"
+    stream = _CappedStream(gzip.GzipFile(fileobj=io.BytesIO(archive)), limits.stream_bytes, too_large)
+    files: list[str] = []
+    folders: set[str] = set()  # the folders the files so far lie in: no file may take one's name
+    total = 0
     try:
-        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
-            members = tar.getmembers()
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise ValueError(f"not a tar.gz archive: {exc}") from None
-    if len(members) > MAX_ARCHIVE_FILES:
-        raise ValueError(f"archive holds {len(members)} files, more than {MAX_ARCHIVE_FILES}")
-    for member in members:
-        if not (member.isfile() or member.isdir()):
-            raise ValueError(f"archive entry {member.name!r} is not a plain file")
-        if member.name.startswith("/") or ".." in Path(member.name).parts:
-            raise ValueError(f"archive entry {member.name!r} leaves its folder")
-    return members
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            for count, member in enumerate(tar, start=1):
+                if count > limits.archive_files:
+                    raise TooLarge(f"the archive holds more than {limits.archive_files} entries")
+                name = _entry_name(member)
+                if member.isdir():
+                    continue
+                if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or not name:
+                    raise Refused(f"archive entry {member.name!r} is not a plain file")
+                parents = {str(parent) for parent in PurePosixPath(name).parents} - {"."}
+                if name in files or name in folders or parents.intersection(files):
+                    raise Refused(f"archive entry {name!r} clashes with another entry")
+                folders |= parents
+                total += member.size
+                if total > limits.archive_bytes:
+                    raise TooLarge(too_large)
+                if into is not None:
+                    _write_new(tar.extractfile(member), into / name)
+                files.append(name)
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise Refused(f"not a tar.gz archive: {exc}") from None
+    return ArchiveContents(tuple(files), total)
 
 
-def unpack(archive: bytes, dest: Path) -> list[str]:
-    """Extract a checked archive into ``dest``; returns the file names."""
-    check_archive(archive)
-    dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
-        tar.extractall(dest, filter="data")
-        return [m.name for m in tar.getmembers() if m.isfile()]
+def inspect_archive(archive: bytes, limits: ExchangeLimits | None = None) -> ArchiveContents:
+    """Read an archive through without writing anything: ``Refused`` (or ``TooLarge``) if unsafe or too big."""
+    return _read_archive(archive, limits or ExchangeLimits.from_env(), None)
+
+
+def unpack(archive: bytes, dest: Path, limits: ExchangeLimits | None = None) -> list[str]:
+    """Extract into ``dest``: the whole archive, or nothing when it is refused part-way (the files
+    written so far are in a staging folder beside ``dest``, which is deleted). Returns the file names."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-unpacking-", dir=dest.parent))
+    try:
+        contents = _read_archive(archive, limits or ExchangeLimits.from_env(), staging)
+        dest.mkdir(exist_ok=True)
+        for name in contents.files:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / name, dest / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return list(contents.files)
 
 
 def notebooks_in(archive: bytes) -> list[str]:
-    return sorted(Path(m.name).stem for m in check_archive(archive)
-                  if m.isfile() and m.name.endswith(".ipynb") and "/" not in m.name)
+    return sorted(PurePosixPath(name).stem for name in inspect_archive(archive).files
+                  if name.endswith(".ipynb") and "/" not in name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -49,29 +50,34 @@ class Hub:
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = None
     log: Path | None = None
+    repo: Path = REPO  # the checkout the hub runs from
 
     @classmethod
-    def create(cls, data: Path) -> Hub:
+    def create(cls, data: Path, repo: Path = REPO) -> Hub:
         base = free_port_block(12)
         env = {**os.environ, "DEEPGRADE_HOME": str(data), "DEEPGRADE_HUB_PORT": str(base),
                "DEEPGRADE_HUB_API_PORT": str(base + 1), "DEEPGRADE_PROXY_API_PORT": str(base + 2),
                "DEEPGRADE_SERVICE_PORT": str(base + 3),
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-        return cls(data=data, env=env)
+        from datasets.registry import MIRROR_ENV, mirror_dir
+
+        if repo != REPO and mirror_dir():  # the course data mirror lies beside this checkout, not the copy
+            env.setdefault(MIRROR_ENV, str(mirror_dir()))
+        return cls(data=data, env=env, repo=repo)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.env['DEEPGRADE_HUB_PORT']}"
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "autograders.cli", *args], env=self.env, cwd=REPO,
+        return subprocess.run([sys.executable, "-m", "autograders.cli", *args], env=self.env, cwd=self.repo,
                               capture_output=True, text=True, check=check, timeout=900)
 
     def start(self, timeout: float = 120) -> None:
         self.log = self.data / "hub.log"
         with open(self.log, "a") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "autograders.cli", "hub"], env=self.env,
-                                            cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                            cwd=self.repo, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -112,6 +118,24 @@ class Hub:
                                                 json={"note": "tests"}, timeout=30)
         r.raise_for_status()
         return r.json()["token"]
+
+
+def checkout_copy(dest: Path) -> Path:
+    """This checkout's working tree (tracked and untracked files, not ignored ones) copied to
+    ``dest``, for a hub that runs from elsewhere, under /tmp say, where a sandbox's fresh /tmp
+    once hid the code. The proxy from npm is shared rather than installed again."""
+    from hub.launcher import ensure_proxy
+
+    ensure_proxy()
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    (dest / "node_modules").symlink_to(REPO / "node_modules")
+    return dest
 
 
 class Session:

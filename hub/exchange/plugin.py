@@ -16,7 +16,6 @@ from typing import Any
 
 import requests
 from dateutil.tz import gettz
-from nbconvert.preprocessors import Preprocessor
 from nbgrader.exchange import abc
 from nbgrader.exchange.abc.exchange import ExchangeError
 from traitlets import Bool, Unicode, default
@@ -252,25 +251,12 @@ class List(ServiceExchange, abc.ExchangeList):
         return listed
 
 
-class RefuseInKernelGrading(Preprocessor):
-    """Stands in for nbgrader's in-kernel autograde in the formgrader (see hub/config/formgrader)."""
-
-    enabled = Bool(True)  # nbconvert preprocessors are off unless enabled
-
-    def preprocess(self, nb, resources):
-        raise ExchangeError(
-            "nbgrader's in-kernel autograde is disabled: it would run student code unsandboxed. deepgrade "
-            "grades every submission when it is submitted; to regrade, run `deepgrade grade --all "
-            "<course>/<assignment>` or `deepgrade autograde <course>/<assignment>` after collecting")
-
-
 __all__ = [
     "Collect",
     "ExchangeError",
     "FetchAssignment",
     "FetchFeedback",
     "List",
-    "RefuseInKernelGrading",
     "ReleaseAssignment",
     "ReleaseFeedback",
     "ServiceExchange",

@@ -12,6 +12,14 @@ The server's clock dates each submission, and each submission is a new row. Each
 submission is put in the grading queue at once; its latest job's state (queued, grading,
 graded, failed with a reason) and score come back with every listing, and the feedback
 is published when grading ends. Instructors may regrade a submission or an assignment.
+
+What is kept is limited by what archives expand to (``hub.store.ExchangeLimits``: the
+``DEEPGRADE_ARCHIVE_MAX_MB``, ``DEEPGRADE_ARCHIVE_MAX_FILES``, ``DEEPGRADE_STUDENT_QUOTA_MB`` and
+``DEEPGRADE_SUBMISSIONS_PER_ASSIGNMENT`` settings). A refusal is a JSON ``{"status", "message"}``
+that the nbgrader plugin shows: 400 for an unsafe or broken archive, 413 for one too large or
+over the student's storage quota, 429 past the submissions allowed per assignment. Request
+bodies larger than any allowed archive are cut off by the HTTP server itself. Reading archives
+runs on a small thread pool, off the event loop, so one upload never stalls other requests.
 """
 
 from __future__ import annotations
@@ -19,7 +27,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from jupyterhub.services.auth import HubAuth, HubAuthenticated
 from jupyterhub.utils import url_path_join
@@ -28,10 +38,12 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
 from hub.queue import GradingQueue, default_queue
-from hub.store import CourseStore, JobInfo, SubmissionInfo, notebooks_in
+from hub.store import CourseStore, ExchangeLimits, JobInfo, Refused, SubmissionInfo, notebooks_in
 
 log = logging.getLogger("deepgrade.exchange")
 NAME = r"([A-Za-z0-9][A-Za-z0-9._-]{0,127})"
+ARCHIVE_THREADS = 2  # archives read at once: bounds the CPU and memory that uploads take together
+T = TypeVar("T")
 
 
 def job_model(job: JobInfo | None) -> dict[str, Any] | None:
@@ -52,10 +64,20 @@ def submission_model(s: SubmissionInfo) -> dict[str, Any]:
 class ExchangeHandler(HubAuthenticated, web.RequestHandler):
     """Base: resolves the caller and their role in the course."""
 
-    def initialize(self, store: CourseStore, hub_auth: HubAuth, queue: GradingQueue) -> None:
+    def initialize(self, store: CourseStore, hub_auth: HubAuth, queue: GradingQueue, limits: ExchangeLimits,
+                   archives: ThreadPoolExecutor) -> None:
         self.store = store
         self.hub_auth = hub_auth
         self.queue = queue
+        self.limits = limits
+        self.archives = archives
+
+    async def off_loop(self, work: Callable[..., T], *args: Any) -> T:
+        """Run archive work on the archive threads; a refusal becomes its HTTP status and reason."""
+        try:
+            return await IOLoop.current().run_in_executor(self.archives, work, *args)
+        except Refused as exc:
+            raise web.HTTPError(exc.status, str(exc)) from None
 
     def check_xsrf_cookie(self) -> None:  # token-authenticated API, no cookies involved
         pass
@@ -109,11 +131,14 @@ class CoursesHandler(ExchangeHandler):
 
 class AssignmentsHandler(ExchangeHandler):
     @web.authenticated
-    def get(self, course: str) -> None:
+    async def get(self, course: str) -> None:
         self.require(course, "student", "instructor")
-        self.send_json([{"course_id": course, "assignment_id": r.assignment,
-                         "released_at": r.released_at.isoformat(), "notebooks": notebooks_in(r.archive)}
-                        for r in self.store.releases(course)])
+        listing = []
+        for r in self.store.releases(course):
+            listing.append({"course_id": course, "assignment_id": r.assignment,
+                            "released_at": r.released_at.isoformat(),
+                            "notebooks": await self.off_loop(notebooks_in, r.archive)})
+        self.send_json(listing)
 
 
 class AssignmentHandler(ExchangeHandler):
@@ -126,12 +151,9 @@ class AssignmentHandler(ExchangeHandler):
         self.send_archive(release.archive, assignment)
 
     @web.authenticated
-    def put(self, course: str, assignment: str) -> None:
+    async def put(self, course: str, assignment: str) -> None:
         self.require(course, "instructor")
-        try:
-            when = self.store.release(course, assignment, self.request.body)
-        except ValueError as exc:
-            raise web.HTTPError(400, str(exc)) from None
+        when = await self.off_loop(self.store.release, course, assignment, self.request.body, self.limits)
         log.info("%s released %s/%s", self.caller["name"], course, assignment)
         self.send_json({"course_id": course, "assignment_id": assignment, "released_at": when.isoformat()})
 
@@ -156,7 +178,7 @@ class SubmissionsHandler(ExchangeHandler):
         self.send_json([submission_model(s) for s in found])
 
     @web.authenticated
-    def post(self, course: str) -> None:
+    async def post(self, course: str) -> None:
         self.require(course, "student", "instructor")
         me = self.caller["name"]
         if self.caller.get("kind") == "service":
@@ -166,10 +188,7 @@ class SubmissionsHandler(ExchangeHandler):
         assignment = self.get_argument("assignment")
         if self.store.released(course, assignment) is None:
             raise web.HTTPError(404, f"{assignment} is not released in {course}")
-        try:
-            info = self.store.submit(course, assignment, me, self.request.body)
-        except ValueError as exc:
-            raise web.HTTPError(400, str(exc)) from None
+        info = await self.off_loop(self.store.submit, course, assignment, me, self.request.body, self.limits)
         job = self.queue.submit(info.id, me)  # stored first, so a queue failure loses nothing
         log.info("%s submitted %s/%s as #%d (grading job %d)", me, course, assignment, info.id, job.id)
         self.send_json({**submission_model(info), "grading": job_model(job)}, status=201)
@@ -228,11 +247,13 @@ class RegradeAssignmentHandler(ExchangeHandler):
         self.send_json([job_model(j) for j in jobs], status=202)
 
 
-def make_app(store: CourseStore | None = None, prefix: str | None = None,
-             queue: GradingQueue | None = None) -> web.Application:
+def make_app(store: CourseStore | None = None, prefix: str | None = None, queue: GradingQueue | None = None,
+             limits: ExchangeLimits | None = None) -> web.Application:
     prefix = prefix or os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/exchange/")
     store = store or CourseStore()
-    settings = {"store": store, "hub_auth": HubAuth(cache_max_age=30), "queue": queue or default_queue(store=store)}
+    settings = {"store": store, "hub_auth": HubAuth(cache_max_age=30), "queue": queue or default_queue(store=store),
+                "limits": limits or ExchangeLimits.from_env(),
+                "archives": ThreadPoolExecutor(ARCHIVE_THREADS, thread_name_prefix="exchange-archives")}
     api = url_path_join(prefix, "api")
     routes = [
         (r"/courses", CoursesHandler),
@@ -258,7 +279,10 @@ def main() -> None:
     workers = int(os.environ.get("DEEPGRADE_WORKERS", "1"))
     if workers and os.environ.get("DEEPGRADE_QUEUE", "database") == "database":
         queue.start(workers)  # the embedded default: graders run beside the exchange
-    HTTPServer(make_app(store, queue=queue)).listen(parsed.port or 80, parsed.hostname or "127.0.0.1")
+    limits = ExchangeLimits.from_env()
+    # a body larger than any allowed archive is cut off before it is buffered
+    server = HTTPServer(make_app(store, queue=queue, limits=limits), max_body_size=limits.stream_bytes)
+    server.listen(parsed.port or 80, parsed.hostname or "127.0.0.1")
     log.info("exchange listening on %s", url)
     IOLoop.current().start()
 

@@ -1,10 +1,13 @@
-"""A course's formgrader service. The CSP lets JupyterLab show it in a panel (JupyterHub >= 4.1)."""
+"""A course's formgrader service: the formgrader and nothing else (see safe_formgrader.py).
+
+Every server extension installed in this environment is switched off by name, so that one
+installed later is not switched on by its own ``jupyter_server_config.d`` file; terminals are off.
+"""
+
+from jupyter_core.paths import jupyter_config_path
+from jupyter_server.extension.config import ExtensionConfigManager
 
 c = get_config()  # noqa: F821
-c.ServerApp.jpserver_extensions = {
-    "nbgrader.server_extensions.formgrader": True,
-    "nbgrader.server_extensions.assignment_list": False,
-    "nbgrader.server_extensions.course_list": False,
-    "nbgrader.server_extensions.validate_assignment": False,
-}
-c.ServerApp.tornado_settings = {"headers": {"Content-Security-Policy": "frame-ancestors 'self'"}}
+installed = ExtensionConfigManager(read_config_path=jupyter_config_path()).get_jpserver_extensions()
+c.ServerApp.jpserver_extensions = {**dict.fromkeys(installed, False), "hub.config.formgrader.safe_formgrader": True}
+c.ServerApp.terminals_enabled = False
