@@ -33,7 +33,17 @@ MAX_MEMBERS = 4096                  # files in one archive
 MAX_RATIO = 200                     # uncompressed / compressed size of a member (weights compress little)
 MAX_CONFIG_BYTES = 16 * MIB         # a JSON member of an archive (config.json, metadata.json)
 MAX_HISTORY_POINTS = 10_000         # values per series of a training history
+MAX_WEIGHT_ARRAYS = 1_000           # arrays in one exported weight list (model.get_weights())
 CELLS_FILE = "cells.json"
+
+
+class ExportedHistory(dict):
+    """The series of an exported training history, and the ``params`` that ``fit`` recorded in it
+    (epochs, steps). A plain dict exported as a history has no params: it is a claim, not a History."""
+
+    def __init__(self, series: dict[str, list[float]], params: dict[str, Any] | None = None):
+        super().__init__(series)
+        self.params = {str(k): v for k, v in (params or {}).items() if isinstance(v, int | float | str)}
 
 
 class Submission:
@@ -145,8 +155,10 @@ class Submission:
             history = data.get("history", {}) if isinstance(data, dict) else {}
             if not isinstance(history, dict):
                 raise CheckFailure(f"the history '{name}' is not a dict of lists of numbers")
-            return {str(k): [finite_float(v) for v in vals[:MAX_HISTORY_POINTS]]
-                    for k, vals in history.items() if isinstance(vals, list)}
+            params = data.get("params", {}) if isinstance(data, dict) else {}
+            return ExportedHistory({str(k): [finite_float(v) for v in vals[:MAX_HISTORY_POINTS]]
+                                    for k, vals in history.items() if isinstance(vals, list)},
+                                   params=params if isinstance(params, dict) else {})
         if kind == "frame":
             import io
 
@@ -155,6 +167,12 @@ class Submission:
             return pd.read_json(io.StringIO(self._read(file).decode("utf-8", errors="replace")), orient="table")
         if kind == "array":
             return _load_array(self._local_copy(file), name)
+        if kind == "weights":
+            count = entry.get("count")
+            if not isinstance(count, int) or not 0 < count <= MAX_WEIGHT_ARRAYS:
+                raise CheckFailure(f"the weight list '{name}' is corrupt and cannot be read")
+            copy = self._local_copy(file)
+            return [_load_array(copy, f"{name}__{index}") for index in range(count)]
         raise CheckFailure(f"'{name}' is a {entry.get('type')}, which the grader cannot read",
                            hint="export numbers, arrays, DataFrames, Keras models or training histories")
 
@@ -213,12 +231,14 @@ def _load_array(path: Path, name: str) -> Any:
         raise CheckFailure(f"the array '{name}' could not be read safely: {exc}") from None
 
 
-_NOUNS = {"model": "Keras model", "history": "training history", "array": "number or array", "frame": "DataFrame"}
+_NOUNS = {"model": "Keras model", "history": "training history", "array": "number or array", "frame": "DataFrame",
+          "weights": "list of weight arrays"}
 _HINTS = {
     "model": "assign the keras.Model you built (for example Sequential([...])) to this variable, not its predictions or summary",
     "history": "keep what model.fit(...) returns: history = model.fit(...)",
     "array": "assign a number or a numpy array to this variable",
     "frame": "assign a pandas DataFrame to this variable",
+    "weights": "assign what model.get_weights() returns to this variable",
 }
 
 

@@ -2,7 +2,7 @@
 
 Layout of one assignment folder::
 
-    assignment.yaml        # title, limits, thresholds (calibrated), planted mistakes
+    assignment.yaml        # title, limits, score policy, thresholds (calibrated), planted mistakes
     <name>.ipynb           # nbgrader source notebook: solutions + autograder (export) cells
     release/<name>.ipynb   # student version, made by `deepgrade generate`
     tests/                 # hidden pytest autograders (+ conftest.py with data fixtures)
@@ -20,6 +20,7 @@ import yaml
 from autograders.checks.base import Threshold
 
 CONFIG = "assignment.yaml"
+SCORE_POLICIES = ("latest", "best")  # which of a student's submissions counts (``score:`` in the config)
 
 
 def repo_root() -> Path:
@@ -139,6 +140,15 @@ class Assignment:
                 value = float(spec["value"])
             out[key] = Threshold(value, key, direction)
         return out
+
+    @property
+    def score_policy(self) -> str:
+        """``score: latest`` (the default: the newest graded submission counts) or ``score: best``
+        (the highest score counts; a later, lower one does not replace it)."""
+        policy = str(self.config.get("score", "latest"))
+        if policy not in SCORE_POLICIES:
+            raise ValueError(f"score: {policy!r} in {self.id}'s {CONFIG} is not one of {', '.join(SCORE_POLICIES)}")
+        return policy
 
     @property
     def reference_curves(self) -> dict[str, Any]:

@@ -238,7 +238,8 @@ async def _execute(workdir: Path, settings: dict[str, Any] | None, preload: list
     from nbclient.exceptions import DeadKernelError
 
     os.environ[EXPORT_DIR_ENV] = str(workdir / "artifacts")
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    # JupyterLab's own backend: figures become PNG outputs, so the feedback page shows the student's plots
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     client = _client_class()(
         nbformat.v4.new_notebook(), allow_errors=True, interrupt_on_timeout=True, kernel_name="python3",
         resources={"metadata": {"path": str(workdir)}}, startup_timeout=120, store_widget_state=False,

@@ -19,12 +19,15 @@ EXPORT_DIR_ENV = "DEEPGRADE_EXPORT_DIR"
 MANIFEST = "manifest.json"
 _SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _SAFE_GRADE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# the objects each grade cell last handed over in this kernel: what check("grade-id") checks
+exported: dict[str, dict[str, Any]] = {}
 
 
 def export(grade_id: str, **objects: Any) -> None:
     """Hand named objects of one graded cell to the grader."""
     if not _SAFE_GRADE_ID.match(grade_id):
         raise ValueError(f"invalid grade id {grade_id!r}")
+    exported[grade_id] = objects
     target = os.environ.get(EXPORT_DIR_ENV)
     if not target:
         kinds = ", ".join(f"{name} ({_kind(obj)})" for name, obj in objects.items())
@@ -70,9 +73,18 @@ def _kind(obj: Any) -> str:
         return "value"
     if isinstance(obj, dict) and obj and all(isinstance(v, list | tuple) for v in obj.values()):
         return "history"
+    if _is_weight_list(obj):
+        return "weights"
     if isinstance(obj, bool | int | float | complex | list | tuple) or hasattr(obj, "__array__"):
         return "array"
     return "unsupported"
+
+
+def _is_weight_list(obj: Any) -> bool:
+    """A list of arrays of different shapes, as ``model.get_weights()`` returns: one array each."""
+    if not isinstance(obj, list | tuple) or not obj or not all(hasattr(v, "__array__") for v in obj):
+        return False
+    return len({tuple(getattr(v, "shape", ())) for v in obj}) > 1
 
 
 def _write(out: Path, name: str, obj: Any, arrays: dict[str, Any]) -> dict[str, Any]:
@@ -101,4 +113,10 @@ def _write(out: Path, name: str, obj: Any, arrays: dict[str, Any]) -> dict[str, 
             raise TypeError("it holds Python objects, not numbers (is it ragged, or a list of mixed types?)")
         arrays[name] = value
         entry["file"] = "arrays.npz"
+    elif kind == "weights":
+        import numpy as np
+
+        for index, value in enumerate(obj):
+            arrays[f"{name}__{index}"] = np.asarray(value)
+        entry["file"], entry["count"] = "arrays.npz", len(obj)
     return entry

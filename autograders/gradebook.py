@@ -15,11 +15,14 @@ import shutil
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from autograders.assignment import Assignment, repo_root
+from autograders.formative import write_public_checks
 
 
 def course_root(course: str) -> Path:
@@ -73,8 +76,9 @@ def generate(assignment: Assignment, root: Path | None = None, db_url: str | Non
         if root is None:
             assignment.release_notebook.parent.mkdir(exist_ok=True)
             shutil.copy2(released, assignment.release_notebook)
-            return assignment.release_notebook
-        return released
+        # the checks marked public (and nothing else of the tests) travel with the release
+        write_public_checks(assignment.tests_dir, (released if root else assignment.release_notebook).parent)
+        return released if root else assignment.release_notebook
 
 
 def gradebook_url(course: str, root: Path | None = None) -> str:
@@ -119,6 +123,40 @@ def _ensure_database(url: str) -> None:
     admin.dispose()
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One submission as the score policy sees it: ``score`` is None while it has none (not graded
+    yet, or the platform failed to grade it)."""
+
+    key: Any
+    submitted_at: datetime
+    score: float | None
+
+
+def counting(attempts: Iterable[Attempt], policy: str) -> Attempt | None:
+    """The submission that counts under ``policy``: with ``latest`` the newest with a score, with
+    ``best`` the highest score (the newest of equal ones). The one rule the gradebook, the feedback
+    page and the exchange all apply."""
+    scored = [a for a in attempts if a.score is not None]
+    if not scored:
+        return None
+    if policy == "best":
+        return max(scored, key=lambda a: (a.score, _utc(a.submitted_at)))
+    return max(scored, key=lambda a: _utc(a.submitted_at))
+
+
+def policy_reason(policy: str) -> str:
+    """One sentence for the student: which submission counts, and why."""
+    if policy == "best":
+        return ("Your best score counts: this assignment keeps the highest-scoring of your submissions, "
+                "so a later, lower score does not replace it.")
+    return "Your latest graded submission counts: each new submission replaces the score of the one before."
+
+
+def _utc(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def _in_gradebook(url: str, assignment: Assignment) -> bool:
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -137,10 +175,12 @@ def record(assignment: Assignment, student: str, grade_cells: dict[str, float],
     """Write one submission's per-grade-cell scores into nbgrader's gradebook.
 
     Workers grade in parallel, possibly on several machines, so writes are serialised (a
-    PostgreSQL advisory lock for a PostgreSQL gradebook, a file lock for a SQLite file), and
-    a submission older than the one already recorded for the student is not written (returns
-    None): the gradebook always holds the newest submission, whatever order the gradings
-    finish in. Returns the SQLite file, or the PostgreSQL URL without its password.
+    PostgreSQL advisory lock for a PostgreSQL gradebook, a file lock for a SQLite file). The
+    gradebook holds one submission per student: the one the assignment's score policy counts
+    (:func:`counting`), whatever order the gradings finish in. A submission the policy does not
+    prefer to the recorded one is not written (returns None): with ``latest``, one older than it;
+    with ``best``, one that scores less. A regrade of the recorded submission (same timestamp)
+    always replaces it. Returns the SQLite file, or the PostgreSQL URL without its password.
     """
     from nbgrader.api import Gradebook, MissingEntry
     from sqlalchemy.engine import make_url
@@ -160,13 +200,19 @@ def record(assignment: Assignment, student: str, grade_cells: dict[str, float],
         with _nbgrader_env(), Gradebook(url, course_id=assignment.course) as gb:
             gb.update_or_create_student(student)
             with contextlib.suppress(MissingEntry):
-                recorded = gb.find_submission(assignment.name, student).timestamp
-                if recorded and recorded.replace(tzinfo=None) > when:
-                    return None
+                recorded = gb.find_submission(assignment.name, student)
+                stamp = recorded.timestamp.replace(tzinfo=None) if recorded.timestamp else None
+                if stamp is not None and stamp != when:
+                    kept = Attempt("recorded", stamp, float(recorded.score))
+                    if counting([kept, Attempt("new", when, float(sum(grade_cells.values())))],
+                                assignment.score_policy) is kept:
+                        return None
             gb.update_or_create_submission(assignment.name, student, timestamp=when)
             for grade_id, score in grade_cells.items():
                 grade = gb.find_grade(grade_id, assignment.notebook_name, assignment.name, student)
                 grade.auto_score = score
+                # nbgrader's own rule (SaveAutoGrades): scored by the grader, no manual grade to review
+                grade.needs_manual_grade = grade.manual_score is not None
             gb.db.commit()
     return make_url(url).render_as_string(hide_password=True) if postgres else root / "gradebook.db"
 

@@ -26,6 +26,7 @@ from autograders.results import CheckFailure, CheckResult
 
 _results: dict[str, CheckResult] = {}
 _problems: list[str] = []
+_flags: list[dict[str, Any]] = []  # audits that failed: for the instructor, never the student
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -35,14 +36,35 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--deepgrade-assignment", help="the assignment folder")
     group.addoption("--deepgrade-seed", type=int, default=0)
     group.addoption("--deepgrade-calibrate", action="store_true", help="record metrics, pass thresholds")
+    group.addoption("--deepgrade-exercise", help="run only the checks of this grade cell (formative checks)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "grades(grade_id, points, public=False): the grade cell a check scores")
+    config.addinivalue_line("markers", "audits(grade_id): a check that only raises a flag for the instructor")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     seed = config.getoption("--deepgrade-seed")
     random.seed(seed)
     np.random.seed(seed)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Public checks use no hidden material (else a problem, which fails the course proof), and
+    ``--deepgrade-exercise`` keeps one grade cell's checks only."""
+    from autograders.formative import forbidden_fixtures
+
+    for item in items:
+        marker = item.get_closest_marker("grades")
+        if marker is not None and marker.kwargs.get("public"):
+            bad = forbidden_fixtures(getattr(item, "fixturenames", ()))
+            if bad:
+                _problems.append(f"{item.name} is public but uses {', '.join(bad)}: a public check may only "
+                                 "use the student's own exported objects")
+    exercise = config.getoption("--deepgrade-exercise")
+    if exercise:
+        keep = [i for i in items if (m := i.get_closest_marker("grades")) is not None and m.args[0] == exercise]
+        config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+        items[:] = keep
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -66,7 +88,7 @@ def _option(request: pytest.FixtureRequest, name: str) -> Any:
 
 
 def _grade_id(request: pytest.FixtureRequest) -> str:
-    marker = request.node.get_closest_marker("grades")
+    marker = request.node.get_closest_marker("grades") or request.node.get_closest_marker("audits")
     if marker is None:
         pytest.fail("this autograder test has no @grades(...) marker", pytrace=False)
     return marker.args[0]
@@ -137,6 +159,11 @@ def values(request: pytest.FixtureRequest, submission: Submission) -> Exported:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     report = outcome.get_result()
+    audit = item.get_closest_marker("audits")
+    if audit is not None:
+        if report.failed and call.excinfo is not None:
+            _flags.append(_flag(item.name, audit.args[0], call.excinfo.value))
+        return
     marker = item.get_closest_marker("grades")
     if marker is None:
         if report.when == "setup":
@@ -155,6 +182,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         _explain(result, call.excinfo.value)
     if report.when == "teardown":
         result.metrics = take_metrics()
+
+
+def _flag(check: str, grade_id: str, exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, CheckFailure):
+        return {"check": check, "grade_id": grade_id, "message": exc.message,
+                "measured": exc.measured, "expected": exc.expected}
+    first = str(exc).strip().split("\n")[0][:300]
+    return {"check": check, "grade_id": grade_id, "message": f"the audit could not run ({type(exc).__name__}: {first})"}
 
 
 def _explain(result: CheckResult, exc: BaseException) -> None:
@@ -179,5 +214,5 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     path = session.config.getoption("--deepgrade-results")
     if not path:
         return
-    data = {"checks": [r.to_dict() for r in _results.values()], "problems": _problems}
+    data = {"checks": [r.to_dict() for r in _results.values()], "problems": _problems, "flags": _flags}
     Path(path).write_text(json.dumps(data, indent=1))

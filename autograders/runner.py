@@ -47,6 +47,7 @@ from autograders.assignment import Assignment, Limits
 from autograders.checker import CheckLimits, CheckRun, CheckServer, run_without_server
 from autograders.execute import EXECUTION_FILE, STARTED, SUBMISSION, grade_id
 from autograders.kernels import WarmPool, WarmSpec, release, runner_command
+from autograders.replay import SUBMITTED, record
 from autograders.results import CheckResult
 from autograders.sandbox import CgroupConfinement, Sandbox, default_sandbox, remove_tree, thread_env
 from autograders.untrusted import UntrustedFileError, read_json
@@ -93,6 +94,8 @@ class Grading:
     execution: dict[str, Any] = field(default_factory=dict)
     checks: list[CheckResult] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    flags: list[dict[str, Any]] = field(default_factory=list)  # failed audits: for the instructor only
+    reproduce: dict[str, Any] = field(default_factory=dict)  # what `deepgrade replay` needs (autograders.replay)
     grade_cells: dict[str, dict[str, float]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     cancelled: threading.Event = field(default_factory=threading.Event)  # set at the deadline
@@ -127,7 +130,7 @@ class Grading:
             "score": self.score, "max_score": self.max_score, "isolation": self.isolation,
             "isolation_warning": warning, "integrity": self.integrity, "execution": self.execution,
             "grade_cells": self.grade_cells, "checks": [c.to_dict() for c in self.checks],
-            "problems": self.problems, "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "problems": self.problems, "flags": self.flags, "reproduce": self.reproduce, "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
 
@@ -146,6 +149,8 @@ class ReadNotebook(Step):
     def __call__(self, g: Grading) -> None:
         raw = g.notebook_path.read_bytes()
         g.execution["submission_sha256"] = hashlib.sha256(raw).hexdigest()
+        g.reproduce = record(g.assignment, g.execution["submission_sha256"], g.seed)
+        (g.workdir / SUBMITTED).write_bytes(raw)  # what `deepgrade replay` grades again
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -315,6 +320,7 @@ class RunChecks(Step):
             raise PlatformError(f"the checker did not report (exit code {run.returncode}): {tail[-500:]}")
         g.checks = [CheckResult.from_dict(c) for c in data["checks"]]
         g.problems = data.get("problems", [])
+        g.flags = [f for f in data.get("flags", []) if isinstance(f, dict)]
         if g.problems:  # an instructor's bug: say so rather than hand out a wrong score
             raise PlatformError("the assignment's autograder is broken, so this submission was not scored; "
                                 "your instructor has been told: " + "; ".join(g.problems)[:500])
@@ -384,7 +390,8 @@ class RecordInGradebook(Step):
         path = record(g.assignment, g.student, scores, g.gradebook_root, g.submitted_at)
         g.execution["gradebook"] = str(path) if path else ""
         if path is None:
-            g.integrity.append("a newer submission is already in the gradebook; this one was not recorded there")
+            g.integrity.append(f"the gradebook keeps another submission of yours (this assignment's score "
+                               f"policy: {g.assignment.score_policy}); this one was not recorded there")
 
 
 class WriteFeedback(Step):

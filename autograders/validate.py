@@ -1,10 +1,13 @@
 """The proof that an assignment grades what it claims (``deepgrade validate``).
 
 For one assignment: the reference solution earns full marks on every seed, the blank
-release earns zero without crashing, and every planted mistake loses exactly the checks
-it declares, no more and no fewer. Gradings run in parallel worker threads (each one is a
-sandbox plus a checker process, so threads only wait); ``validate --all`` puts every
-assignment's gradings in one queue.
+release earns zero without crashing, every planted mistake loses exactly the checks
+it declares, no more and no fewer, and every equivalent rewrite (``rewrites:`` in
+assignment.yaml, the same ``edits`` as a mistake: a correct solution written another way
+Keras accepts) keeps full marks. No check may crash on the way: a check that raised
+anything but a ``CheckFailure`` is a bug in the checks, whatever the run. Gradings run in
+parallel worker threads (each one is a sandbox plus a checker process, so threads only
+wait); ``validate --all`` puts every assignment's gradings in one queue.
 """
 
 from __future__ import annotations
@@ -25,6 +28,20 @@ from autograders.runner import grade
 from autograders.sandbox import default_sandbox
 
 DEFAULT_SEEDS = (1, 2, 3, 4, 5)
+
+
+def rewrites(assignment: Assignment) -> list[Mistake]:
+    """The equivalent rewrites: edits like a mistake's that must lose nothing."""
+    return [Mistake(r["id"], r.get("description", ""), r.get("edits", []), [])
+            for r in assignment.config.get("rewrites", []) or []]
+
+
+CRASHED = "checking raised "  # how the checker's plugin words a check that raised an unexpected error
+
+
+def crashed_checks(result: dict[str, Any]) -> set[str]:
+    """Checks that ended in an exception of ours rather than a verdict (see ``plugin._explain``)."""
+    return {c["id"] for c in result.get("checks", []) if str(c.get("message", "")).startswith(CRASHED)}
 
 
 def apply_mistake(assignment: Assignment, mistake: Mistake, dest: Path) -> Path:
@@ -97,6 +114,10 @@ def _judge(assignment: Assignment, job: Job) -> Verdict:
     r = job.result
     score, top = r.get("score", 0.0), r.get("max_score", 0.0)
     failed = failed_checks(r)
+    crashed = crashed_checks(r)
+    if r.get("status") == "graded" and crashed:
+        return Verdict(job.label, False, score, top,
+                       f"checks crashed instead of failing: {', '.join(sorted(crashed))}")
     if r.get("status") != "graded":
         return Verdict(job.label, job.label == "blank" and score == 0, score, top, r.get("message", ""))
     if job.label.startswith("reference"):
@@ -113,6 +134,9 @@ def _judge(assignment: Assignment, job: Job) -> Verdict:
         return Verdict(job.label, ok, score, top, detail)
     if job.label == "blank":
         return Verdict(job.label, score == 0, score, top, "zero" if score == 0 else "blank scored points")
+    if job.label.startswith("rewrite "):
+        ok = not failed and top > 0 and score == top
+        return Verdict(job.label, ok, score, top, "full marks" if ok else f"lost {', '.join(sorted(failed))}")
     mistake = next(m for m in assignment.mistakes if f"mistake {m.id}" == job.label)
     expected = set(mistake.loses)
     ok = failed == expected
@@ -128,6 +152,9 @@ def proof_jobs(assignment: Assignment, seeds: Iterable[int], workdir: Path) -> l
     for mistake in assignment.mistakes:
         planted = apply_mistake(assignment, mistake, workdir / f"{mistake.id}.ipynb")
         jobs.append(Job(assignment, f"mistake {mistake.id}", planted, 1))
+    for rewrite in rewrites(assignment):
+        written = apply_mistake(assignment, rewrite, workdir / f"rewrite-{rewrite.id}.ipynb")
+        jobs.append(Job(assignment, f"rewrite {rewrite.id}", written, 1))
     return jobs
 
 

@@ -27,6 +27,7 @@ from .registry import (
     sha256_file,
     verify,
 )
+from .split_secret import SecretUnavailable, ensure_secret, group_key, secret_path
 from .splits import (
     hidden_mask,
     hidden_split,
@@ -43,12 +44,15 @@ __all__ = [
     "HashMismatch",
     "Registry",
     "RegistryError",
+    "SecretUnavailable",
     "Split",
     "UnknownDataset",
     "VerifyResult",
     "cache_dir",
+    "ensure_secret",
     "fetch",
     "get_registry",
+    "group_key",
     "hidden_mask",
     "hidden_split",
     "load",
@@ -57,6 +61,7 @@ __all__ = [
     "public_path",
     "public_root",
     "public_split",
+    "secret_path",
     "sha256_file",
     "verify",
 ]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from .registry import DatasetError, cache_dir, get_registry, mirror_dir, verify
+from .split_secret import SECRET_ENV, ensure_secret
 from .splits import materialize
 
 
@@ -24,7 +26,15 @@ def _verify(args: argparse.Namespace) -> int:
     return 1 if counts["mismatch"] else 0
 
 
+def _secret(args: argparse.Namespace) -> int:
+    if args.out:
+        os.environ[SECRET_ENV] = str(Path(args.out).resolve())
+    print(ensure_secret())
+    return 0
+
+
 def _materialize(args: argparse.Namespace) -> int:
+    ensure_secret()  # run on the grading side: the split keys are made here when missing
     public, hidden = Path(args.public), Path(args.hidden) if args.hidden else None
     if hidden is not None and hidden.resolve() == public.resolve():
         print("error: --public and --hidden must be different folders", file=sys.stderr)
@@ -59,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_mat.add_argument("--hidden", metavar="DIR", help="grading side only")
     p_mat.add_argument("names", nargs="*", help="registry names (default: all)")
     p_mat.set_defaults(func=_materialize)
+    p_secret = sub.add_parser("secret", help="make (or complete) the deployment's split secret; grading side only")
+    p_secret.add_argument("--out", metavar="FILE", help="where (default: DEEPGRADE_SPLIT_SECRET, else $DEEPGRADE_HOME)")
+    p_secret.set_defaults(func=_secret, names=[])
     args = parser.parse_args(argv)
     try:
         if args.names:

@@ -43,13 +43,14 @@ Seed and secrecy
 ----------------
 ``generate(seed)`` is deterministic for a given seed: the strengths, schedule, scores and
 tournament each draw from their own child stream of ``numpy.random.SeedSequence(seed)``, so
-:func:`true_strengths` can recompute the strengths without simulating any game. The seed of the
-registered files (:func:`league_seed`) is derived from the bytes of the real
-``games_tourney.csv`` with a salt. Grading machines have that file (mirror or cache); a
-grading sandbox does not, so student code that imports this module cannot rebuild the hidden
-rows or the true strengths. The registry pins the sha256 of the generated files, so a change
-of numpy's random streams or of this module shows up as a ``HashMismatch``, never as silently
-different data.
+:func:`true_strengths` can recompute the strengths without simulating any game. The seed of a
+deployment's files (:func:`league_seed`) is a hash of the deployment's secret key for the group
+``league`` (``datasets.split_secret``) and the real ``games_tourney.csv``: the repository, the
+registry and a student's server hold neither, so student code that imports this module cannot
+rebuild the hidden rows or the true strengths. The registry pins the sha256 of the files made
+with the *reference* key (:data:`REFERENCE_KEY`, public, the one the test suite uses), so a
+change of numpy's random streams or of this module shows up as a ``HashMismatch`` in the tests,
+never as silently different data; a deployment's own league is cached apart from it.
 
 The registry names ``keras-advanced/games_season_synthetic`` and
 ``keras-advanced/games_tourney_synthetic`` point at :func:`write_season` and
@@ -84,7 +85,8 @@ SCORE_NOISE_SD = 8.0
 PACE_SD = 7.0
 COMMITTEE_NOISE_SD = 2.0
 TOURNEY_TEAMS = 64
-SEED_SALT = b"deepgrade keras-advanced league v1\n"
+SECRET_GROUP = "league"
+REFERENCE_KEY = "deepgrade keras-advanced league v1"  # public: only for the pinned test files
 SOURCE_DATASET = "keras-advanced/games_tourney"
 
 SEASON_COLUMNS = ("season", "team_1", "team_2", "home", "score_diff", "score_1", "score_2", "won")
@@ -110,10 +112,12 @@ class League:
 
 
 def league_seed() -> int:
-    """The seed of the registered files: a salted hash of the real tournament file's bytes."""
+    """The seed of this deployment's league: a hash of its secret key and the real tournament file."""
     from .registry import fetch
+    from .split_secret import group_key
 
-    digest = hashlib.sha256(SEED_SALT + fetch(SOURCE_DATASET).read_bytes()).digest()
+    key = group_key(SECRET_GROUP).encode() + b"\n"
+    digest = hashlib.sha256(key + fetch(SOURCE_DATASET).read_bytes()).digest()
     return int.from_bytes(digest[:8], "little")
 
 

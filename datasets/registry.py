@@ -45,6 +45,7 @@ _KINDS: dict[str, Kind] = {
 # skip junk lines (skiprows, skipfooter, ...) would not apply to them any more.
 SPLIT_SAFE_READ = frozenset({"index_col", "sep", "encoding", "dtype"})
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_GROUP_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 # "<module>:<function>" of a generator inside this package, e.g. "league:write_season"
 _GENERATOR_RE = re.compile(r"^[a-z_][a-z0-9_]*:[a-z_][a-z0-9_]*$")
@@ -81,10 +82,13 @@ class RegistryError(DatasetError, ValueError):
 
 @dataclass(frozen=True)
 class Split:
-    """Which rows are held back for grading: see ``datasets.splits.hidden_mask``."""
+    """Which rows are held back for grading: see ``datasets.splits.hidden_mask``.
+
+    ``group`` only names the secret key (``datasets.split_secret``): files of one group keep the
+    same rows hidden, and nothing in the registry says which rows those are."""
 
     hidden_fraction: float
-    salt: str
+    group: str
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,11 +141,11 @@ class Entry:
             raise RegistryError(f"registry entry {name!r}: unknown fields {sorted(extra)}")
         split = raw.get("split")
         if split is not None:
-            if not isinstance(split, Mapping) or set(split) != {"hidden_fraction", "salt"}:
+            if not isinstance(split, Mapping) or set(split) != {"hidden_fraction", "group"}:
                 raise RegistryError(
-                    f"registry entry {name!r}: split needs exactly hidden_fraction and salt"
+                    f"registry entry {name!r}: split needs exactly hidden_fraction and group"
                 )
-            split = Split(float(split["hidden_fraction"]), str(split["salt"]))
+            split = Split(float(split["hidden_fraction"]), str(split["group"]))
         return cls(
             name=name,
             file=raw.get("file", ""),
@@ -185,8 +189,8 @@ def _entry_problems(e: Entry) -> list[str]:
     if e.split is not None:
         if not 0.0 < e.split.hidden_fraction < 1.0:
             problems.append("split.hidden_fraction must be strictly between 0 and 1")
-        if not e.split.salt:
-            problems.append("split.salt must be a non-empty string")
+        if not _GROUP_RE.match(e.split.group):
+            problems.append("split.group must be a short name of letters, digits, '-' and '_'")
         if _KINDS.get(file_suffix(e.file)) not in ("table", "array"):
             problems.append("split is only supported for tables and .npy arrays")
         elif isinstance(e.read, Mapping) and set(e.read) - SPLIT_SAFE_READ:
@@ -280,11 +284,29 @@ def candidates(name: str | Entry) -> list[tuple[str, Path]]:
     """The places searched, in order, whether or not the file is there."""
     entry = resolve(name)
     places = []
+    variant = _generator_variant(entry)
+    if variant is not None:  # this deployment's own synthetic data: never in a mirror
+        return [("cache", cache_dir() / variant / entry.file)]
     mirror = mirror_dir()
     if mirror is not None:
         places.append(("mirror", mirror / entry.file))
     places.append(("cache", cache_dir() / entry.file))
     return places
+
+
+def _generator_variant(entry: Entry) -> str | None:
+    """The cache folder of a generated entry made with this deployment's secret key, or None when
+    the generator writes the registered bytes (it has no secret group, or the key is its public
+    ``REFERENCE_KEY``, as in the test suite)."""
+    if entry.generator is None:
+        return None
+    module = importlib.import_module(f"{__package__}.{entry.generator.split(':')[0]}")
+    group = getattr(module, "SECRET_GROUP", None)
+    if group is None:
+        return None
+    from .split_secret import fingerprint, group_key
+
+    return None if group_key(group) == module.REFERENCE_KEY else f"deployment-{fingerprint(group)}"
 
 
 # --- hashing ---------------------------------------------------------------------------------
@@ -341,11 +363,12 @@ def fetch(name: str | Entry, *, download: bool = True) -> Path:
     """
     entry = resolve(name)
     places = candidates(entry)
+    pinned = _generator_variant(entry) is None
     for _where, path in places:
         if path.is_file():
-            return check_file(path, entry)
+            return check_file(path, entry) if pinned else path
     if entry.generator is not None:
-        return _generate(entry, places[-1][1])
+        return _generate(entry, places[-1][1], pinned)
     looked = "\n".join(f"  {where}: {path}" for where, path in places)
     if entry.url is None or not download:
         reason = "it has no download URL" if entry.url is None else "downloading was disabled"
@@ -394,14 +417,15 @@ def _download(entry: Entry, target: Path, looked: str) -> Path:
 _generate_lock = threading.Lock()
 
 
-def _generate(entry: Entry, target: Path) -> Path:
-    """Run the entry's generator into ``target`` (atomically) and check the bytes it wrote."""
+def _generate(entry: Entry, target: Path, pinned: bool = True) -> Path:
+    """Run the entry's generator into ``target`` (atomically) and, when ``pinned``, check the bytes
+    it wrote against the registry."""
     assert entry.generator is not None
     module, function = entry.generator.split(":")
     write = getattr(importlib.import_module(f"{__package__}.{module}"), function)
     with _generate_lock:  # threads of one process (parallel gradings) generate only once
         if target.is_file():
-            return check_file(target, entry)
+            return check_file(target, entry) if pinned else target
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         os.close(fd)
@@ -409,7 +433,7 @@ def _generate(entry: Entry, target: Path) -> Path:
         try:
             write(tmp)
             actual = sha256_file(tmp)
-            if actual != entry.sha256:
+            if pinned and actual != entry.sha256:
                 raise HashMismatch(
                     f"sha256 mismatch for generated dataset {entry.name!r} ({entry.generator})\n"
                     f"  expected {entry.sha256}\n"

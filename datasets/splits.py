@@ -1,9 +1,11 @@
 """Deterministic public/hidden row splits and the folders students and graders read from.
 
-Hidden rows are chosen by hashing ``"{salt}:{row}"`` rather than by a seeded RNG, so the
-split is the same on every machine and for every numpy/pandas version, and it can be
-recomputed from the registry alone. Only the grading side ever materializes the hidden part;
-student notebooks call ``public_path``, which never touches it.
+Hidden rows are chosen by hashing ``"{key}:{row}"``, where ``key`` is the split group's
+per-deployment secret (``datasets.split_secret``), rather than by a seeded RNG: the split is the
+same on every grading machine of a deployment and for every numpy/pandas version, and nothing a
+student can read (the repository, the registry, their server) determines it. Only the grading
+side ever materializes the hidden part; student notebooks call ``public_path``, which never
+touches it and needs no key once the platform has written the public file.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .registry import DatasetError, Entry, Split, cache_dir, fetch, load, resolve, sha256_file
+from .split_secret import SecretUnavailable, fingerprint, group_key
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,25 +29,27 @@ if TYPE_CHECKING:
 
 PUBLIC_ENV = "DEEPGRADE_PUBLIC_DATA"
 STAMP_SUFFIX = ".stamp"
-_STAMP_VERSION = 1
+_STAMP_VERSION = 2
 
 
-def hidden_mask(n_rows: int, split: Split) -> np.ndarray:
+def hidden_mask(n_rows: int, split: Split, key: str | None = None) -> np.ndarray:
     """Boolean mask, True for rows kept for grading.
 
-    Row i is hidden iff the first 32 bits of sha256(f"{salt}:{i}"), read as a fraction of
-    2**32, fall below ``hidden_fraction``. The mask is read-only because it is cached.
+    Row i is hidden iff the first 32 bits of sha256(f"{key}:{i}"), read as a fraction of
+    2**32, fall below ``hidden_fraction``, with ``key`` the secret of ``split.group``. The mask is
+    read-only because it is cached. ``key`` overrides the deployment's key (a benchmark's held-out
+    rows, which are nobody's secret).
     """
-    return _hidden_mask(n_rows, split.hidden_fraction, split.salt)
+    return _hidden_mask(n_rows, split.hidden_fraction, key if key is not None else group_key(split.group))
 
 
 @lru_cache(maxsize=32)
-def _hidden_mask(n_rows: int, fraction: float, salt: str) -> np.ndarray:
+def _hidden_mask(n_rows: int, fraction: float, key: str) -> np.ndarray:
     import numpy as np
 
     mask = np.fromiter(
         (
-            int(hashlib.sha256(f"{salt}:{i}".encode()).hexdigest()[:8], 16) / 2**32 < fraction
+            int(hashlib.sha256(f"{key}:{i}".encode()).hexdigest()[:8], 16) / 2**32 < fraction
             for i in range(n_rows)
         ),
         dtype=bool,
@@ -113,13 +118,19 @@ def _stamp_path(target: Path) -> Path:
 
 
 def _wanted_stamp(entry: Entry, part: str) -> dict[str, Any]:
+    """What the stamp of an up-to-date file says. ``split`` is the key's fingerprint, or None where
+    this process has no key (a student's server): it then trusts the split the platform wrote."""
     split = entry.split if part != "whole" else None
+    try:
+        split_id = fingerprint(split.group) if split else ""
+    except SecretUnavailable:
+        split_id = None
     return {
         "version": _STAMP_VERSION,
         "name": entry.name,
         "part": part,
         "source_sha256": entry.sha256,
-        "salt": split.salt if split else None,
+        "split": split_id,
         "hidden_fraction": split.hidden_fraction if split else None,
     }
 
@@ -128,11 +139,13 @@ def _up_to_date(target: Path, wanted: dict[str, Any]) -> bool:
     """True when the stamp matches and the file still has the bytes recorded in it.
 
     This reads only the registry, the stamp and the output, so a read-only public folder
-    works without the mirror.
+    works without the mirror (and, on the student side, without the split's key).
     """
     try:
         stamp = json.loads(_stamp_path(target).read_text(encoding="utf-8"))
         output_sha = stamp.pop("output_sha256")
+        if wanted["split"] is None:
+            wanted = {**wanted, "split": stamp.get("split")}
         return stamp == wanted and target.is_file() and sha256_file(target) == output_sha
     except (OSError, ValueError, KeyError, AttributeError, TypeError):
         return False

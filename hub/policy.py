@@ -82,7 +82,7 @@ def apply_course_policy(c: Any, settings: HubSettings) -> None:
     c.NativeAuthenticator.seconds_before_next_try = 60
 
     # Roles: students get their own server and the exchange; instructors get their course's
-    # formgrader and may see its students, and hold no power over accounts (the operator does,
+    # formgrader and dashboard and may see its students, and hold no power over accounts (the operator does,
     # with `deepgrade users`, through the deepgrade-accounts service). Services get only what they call.
     roles = [
         {"name": "user", "scopes": ["self", exchange_access]},
@@ -103,11 +103,13 @@ def apply_course_policy(c: Any, settings: HubSettings) -> None:
     for index, course in enumerate(courses, start=1):
         students = f"group=nbgrader-{course}"
         roles.append({"name": f"instructor-{course}", "groups": [f"formgrade-{course}"],
-                      "scopes": [f"access:services!service={course}", f"list:users!{students}",
+                      "scopes": [f"access:services!service={course}",
+                                 f"access:services!service={dashboard_name(course)}", f"list:users!{students}",
                                  f"read:users!{students}", f"read:groups!{students}"]})
         roles.append({"name": f"student-{course}", "groups": [f"nbgrader-{course}"], "scopes": []})
         roles.append({"name": f"formgrader-{course}", "services": [course], "scopes": [exchange_access]})
         services.append(formgrader_service(settings, course, index))
+        services.append(dashboard_service(settings, course, len(courses) + index))
     # added to what the deployment configured before (z2jh's idle culler and its role)
     c.JupyterHub.load_roles = [*c.JupyterHub.get("load_roles", []), *roles]
     c.JupyterHub.services = [*c.JupyterHub.get("services", []), *services]
@@ -141,6 +143,23 @@ def formgrader_service(settings: HubSettings, course: str, index: int) -> dict[s
             "environment": env, "oauth_no_confirm": True, "display": True}
 
 
+def dashboard_name(course: str) -> str:
+    return f"{course}-dashboard"
+
+
+def dashboard_service(settings: HubSettings, course: str, index: int) -> dict[str, Any]:
+    """The course dashboard (``hub.dashboard``): the class at a glance for the course's instructors,
+    who alone hold its access scope; it reads the course database and may queue regrades."""
+    from hub.dashboard import COURSE_ENV
+
+    # what the queue needs to take a regrade, and no grading secret
+    env = _passthrough("DEEPGRADE_HOME", "DEEPGRADE_DB_URL", "DEEPGRADE_ASSIGNMENTS", "PATH", "DEEPGRADE_QUEUE",
+                       "DEEPGRADE_BROKER_URL")
+    env[COURSE_ENV] = course
+    return {"name": dashboard_name(course), "url": settings.service_url(index), "display": True,
+            "oauth_no_confirm": True, "command": [sys.executable, "-m", "hub.dashboard.service"], "environment": env}
+
+
 def _confined_course_service(server: list[str], root: Path, env: dict[str, str]) -> list[str]:
     """``server`` wrapped so that it can write only ``root`` and, started by root, is not root.
     Sets HOME (nothing of the host's is needed) where the command gets a private /tmp."""
@@ -164,6 +183,8 @@ def _confined_course_service(server: list[str], root: Path, env: dict[str, str])
 
 def prepare_courses(settings: HubSettings) -> None:
     """Lay out each course directory the way nbgrader expects (source/, release/, config)."""
+    from autograders.formative import RELEASE_FOLDER as PUBLIC_CHECKS
+
     for assignment in find_all():
         root = settings.course_root(assignment.course)
         for kind, notebook in (("source", assignment.source_notebook), ("release", assignment.release_notebook)):
@@ -171,6 +192,9 @@ def prepare_courses(settings: HubSettings) -> None:
             dest.mkdir(parents=True, exist_ok=True)
             if notebook.exists():
                 shutil.copy2(notebook, dest / notebook.name)
+        public = assignment.release_notebook.parent / PUBLIC_CHECKS  # shipped with the release: see autograders.formative
+        if public.is_dir():
+            shutil.copytree(public, root / "release" / assignment.name / public.name, dirs_exist_ok=True)
     from autograders.gradebook import gradebook_url
 
     for course in settings.courses:
@@ -185,7 +209,7 @@ def prepare_courses(settings: HubSettings) -> None:
 
 GRADING_SETTINGS = ("DEEPGRADE_QUEUE", "DEEPGRADE_WORKERS", "DEEPGRADE_GRADINGS_PER_HOUR", "DEEPGRADE_JOB_LEASE",
                     "DEEPGRADE_BROKER_URL", "DEEPGRADE_SANDBOX", "DEEPGRADE_GRADEBOOK_URL", "DEEPGRADE_WARM_SANDBOXES",
-                    "DEEPGRADE_CHECK_SERVER", "DEEPGRADE_DATA_MIRROR")
+                    "DEEPGRADE_CHECK_SERVER", "DEEPGRADE_DATA_MIRROR", "DEEPGRADE_SPLIT_SECRET")
 
 
 def _passthrough(*names: str) -> dict[str, str]:

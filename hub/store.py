@@ -61,6 +61,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from autograders.assignment import repo_root
+from autograders.gradebook import Attempt
 
 ROLES = ("instructor", "student")
 MiB = 1024 * 1024
@@ -240,6 +241,22 @@ class SubmissionInfo:
         return f"{self.finished.describe()}; regrade {self.grading.describe()}"
 
 
+@dataclass(frozen=True)
+class ScoredSubmission:
+    """One submission in a student's score history: its server time, and the score of its latest
+    finished grading (None while it has none: queued, grading, or failed on our side)."""
+
+    id: int
+    submitted_at: datetime
+    state: str  # "not queued", a job state, or the finished state while a regrade runs
+    score: float | None
+    max_score: float | None
+
+    @property
+    def attempt(self) -> Attempt:
+        return Attempt(self.id, self.submitted_at, self.score)
+
+
 class CourseStore:
     """Roster and exchange operations. Access control lives in the service, not here."""
 
@@ -380,6 +397,17 @@ class CourseStore:
         return [SubmissionInfo(r.id, r.course, r.assignment, r.student, _utc(r.submitted_at),
                                tuple(sorted(notebooks.get(r.id, []))), latest.get(r.id), finished.get(r.id))
                 for r in rows]
+
+    def score_history(self, course: str, assignment: str, student: str) -> list[ScoredSubmission]:
+        """Every submission of ``student`` of ``assignment``, oldest first, each with the score of its
+        latest finished grading: what a score policy (``autograders.gradebook.counting``) chooses from."""
+        history = []
+        for s in self.submissions(course, assignment, student):
+            done = s.finished
+            state = done.state if done else (s.grading.state if s.grading else "not queued")
+            history.append(ScoredSubmission(s.id, s.submitted_at, state, done.score if done else None,
+                                            done.max_score if done else None))
+        return history
 
     def submission(self, submission_id: int) -> Submission | None:
         with self.session() as db:

@@ -114,6 +114,7 @@ def grade_submission(store: CourseStore, job: JobInfo, work: Path, sandbox: Sand
         return {"status": "error", "score": 0.0, "max_score": 0.0, "notebook": assignment.notebook_name,
                 "message": f"the submission has no {notebook.name}: submit the notebook you fetched, "
                            "under its original name"}
+    write_history(store, job, assignment, work)
     root = course_root(job.course)
     result = grade(notebook, assignment, workdir=work, student=job.student, seed=1,
                    sandbox=sandbox or default_sandbox(), record_gradebook=True, gradebook_root=root,
@@ -124,6 +125,18 @@ def grade_submission(store: CourseStore, job: JobInfo, work: Path, sandbox: Sand
         lay_out(root, job.student, assignment, files, work, row.submitted_at,
                 extra={SUBMISSION_ID_FILE: str(job.submission_id)})
     return {**result, "notebook": assignment.notebook_name}
+
+
+def write_history(store: CourseStore, job: JobInfo, assignment: Assignment, work: Path) -> None:
+    """The student's submissions of this assignment so far, with their scores and the score policy,
+    beside the result: the feedback page lists them and says which one counts."""
+    from autograders.feedback import HISTORY_FILE
+
+    history = store.score_history(job.course, job.assignment, job.student)
+    (work / HISTORY_FILE).write_text(json.dumps({
+        "policy": assignment.score_policy, "current": job.submission_id,
+        "submissions": [{"id": s.id, "submitted_at": s.submitted_at.isoformat(), "score": s.score,
+                         "max_score": s.max_score, "state": s.state} for s in history]}))
 
 
 def _scratch() -> Path:

@@ -24,6 +24,8 @@ from tests.course_proof import (  # noqa: F401 -- the background course validati
 from tests.dockertools import engine  # noqa: F401 -- defined here once, so one dockerd serves every module
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The test deployment's split keys (public, see the file): every process the suite starts inherits them.
+os.environ.setdefault("DEEPGRADE_SPLIT_SECRET", str(Path(__file__).with_name("split-secret.yaml")))
 FIRST = "keras-intro/01-introducing-keras"
 
 

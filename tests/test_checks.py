@@ -19,6 +19,7 @@ from sklearn import metrics as skm
 
 from autograders.checks import (
     METRICS,
+    NOT_SHOWN,
     CheckFailure,
     Threshold,
     check_array,
@@ -502,7 +503,7 @@ def test_check_value() -> None:
     err = failure(lambda: check_value(1, "flag").equals(True))
     assert "True or False" in err.hint
     err = failure(lambda: check_value(0.7, "score").close_to(0.123456, hide_expected=True))
-    assert "0.123456" not in err.message and err.expected == "hidden"
+    assert "0.123456" not in err.message and err.expected == NOT_SHOWN
     err = failure(lambda: check_value(0.7, "score").close_to(0.5))
     assert err.message.startswith("score is 0.7; expected 0.5")
     err = failure(lambda: check_value(1.5, "p").between(0, 1))
@@ -820,7 +821,7 @@ def test_multi_output_model_names_the_output_layer() -> None:
     check_model(model).is_compiled_with(loss={"price": "mse", "kind": "sparse_categorical_crossentropy"},
                                         metrics=["acc", "mae"])
     err = failure(lambda: check_model(model).is_compiled_with(loss={"price": "mae", "kind": "sparse_categorical_crossentropy"}))
-    assert err.message == "output 'price' is compiled with loss 'mean_squared_error'; expected 'mean_absolute_error'"
+    assert err.message == "output 1 'price' is compiled with loss 'mean_squared_error'; expected 'mean_absolute_error'"
     err = failure(lambda: check_metric(model, (np.zeros((4, 3)), np.zeros(4)), "mse"))
     assert err.message == "the model has 2 outputs; this check needs one"
 

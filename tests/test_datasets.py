@@ -106,8 +106,8 @@ def test_registry_names_and_fields() -> None:
         "aclimdb/aclImdb_v1_labeled",
     ):
         assert name in reg
-    assert reg[ORBIT].split == Split(0.2, "orbit-v1")
-    assert all(0 < e.split.hidden_fraction < 1 and e.split.salt for e in reg.values() if e.split)
+    assert reg[ORBIT].split == Split(0.2, "orbit")
+    assert all(0 < e.split.hidden_fraction < 1 and e.split.group for e in reg.values() if e.split)
     assert reg[IRRIGATION].read == {"index_col": 0}
     assert reg[CANSIM].read == {"skiprows": 6, "skipfooter": 9, "engine": "python"}
     assert reg["keras-intro/orbit"].file == "datacamp-keras-intro/orbit.csv"
@@ -288,9 +288,10 @@ def test_load_by_extension() -> None:
 # --- splits ------------------------------------------------------------------------------------
 
 
-def test_hidden_mask_rule_is_pinned() -> None:
-    """The documented formula, row by row, and a few pinned rows so it cannot drift."""
-    split = Split(0.2, "orbit-v1")
+def test_hidden_mask_rule_is_pinned(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The documented formula, row by row, keyed by the group's secret (the test deployment's key
+    for ``orbit`` is ``orbit-v1``), and a few pinned rows so it cannot drift."""
+    split = Split(0.2, "orbit")
     mask = hidden_mask(2000, split)
     expected = [
         int(hashlib.sha256(f"orbit-v1:{i}".encode()).hexdigest()[:8], 16) / 2**32 < 0.2
@@ -298,7 +299,10 @@ def test_hidden_mask_rule_is_pinned() -> None:
     ]
     assert mask.tolist() == expected
     assert np.flatnonzero(mask)[:10].tolist() == [5, 10, 13, 20, 21, 31, 34, 36, 40, 44]
-    assert hidden_mask(2000, Split(0.2, "orbit-v2")).tolist() != expected
+    # another deployment's key hides other rows: the registry alone does not say which
+    monkeypatch.setenv("DEEPGRADE_SPLIT_SECRET", str(tmp_path / "other.yaml"))
+    datasets.ensure_secret(["orbit"])
+    assert hidden_mask(2000, split).tolist() != expected
 
 
 @needs_mirror
@@ -320,7 +324,7 @@ def test_orbit_split_partition() -> None:
 @needs_mirror
 def test_array_split_along_axis0() -> None:
     src = get_registry()["keras-intro/digits_pixels"]
-    entry = Entry("test/digits", src.file, src.sha256, split=Split(0.3, "digits-test"))
+    entry = Entry("test/digits", src.file, src.sha256, split=Split(0.3, "digits"))
     full, pub, hid = load(entry), public_split(entry), hidden_split(entry)
     assert pub.shape[1:] == hid.shape[1:] == (64,)
     assert len(pub) + len(hid) == len(full)
@@ -386,7 +390,7 @@ def test_materialize_rewrites_tampered_file(tmp_path: Path) -> None:
 @needs_mirror
 def test_materialize_split_with_index_col(tmp_path: Path) -> None:
     src = get_registry()[IRRIGATION]
-    entry = Entry("test/irrigation", src.file, src.sha256, read=src.read, split=Split(0.25, "irr"))
+    entry = Entry("test/irrigation", src.file, src.sha256, read=src.read, split=Split(0.25, "irrigation_machine"))
     out = materialize(tmp_path / "pub", [entry])[entry.name]
     back = pd.read_csv(out, index_col=0)
     expected = public_split(entry)

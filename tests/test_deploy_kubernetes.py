@@ -265,7 +265,8 @@ def test_workers_and_hub_share_deepgrade_home_and_only_workers_see_hidden_data(
     home = env["DEEPGRADE_HOME"]["value"]
     assert claims[mounts[home]["name"]] == "deepgrade-home"
     hub = values["hub"]
-    hub_claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in hub["extraVolumes"]}
+    hub_claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in hub["extraVolumes"]
+                  if "persistentVolumeClaim" in v}
     hub_mounts = {m["mountPath"]: m["name"] for m in hub["extraVolumeMounts"]}
     assert hub["extraEnv"]["DEEPGRADE_HOME"] == home
     assert hub_claims[hub_mounts[home]] == "deepgrade-home"
@@ -276,6 +277,14 @@ def test_workers_and_hub_share_deepgrade_home_and_only_workers_see_hidden_data(
     assert data["readOnly"] is True and claims[data["name"]] == "deepgrade-datasets"
     user_claims = {v["persistentVolumeClaim"]["claimName"] for v in values["singleuser"]["storage"]["extraVolumes"]}
     assert "deepgrade-datasets" not in user_claims
+    # one split secret for the hub and every worker, from a Secret user pods never mount
+    secret_file = env["DEEPGRADE_SPLIT_SECRET"]["value"]
+    assert hub["extraEnv"]["DEEPGRADE_SPLIT_SECRET"] == secret_file
+    worker_secret = next(v for v in spec["volumes"] if v["name"] == mounts[str(Path(secret_file).parent)]["name"])
+    hub_secret = next(v for v in hub["extraVolumes"] if v["name"] == hub_mounts[str(Path(secret_file).parent)])
+    assert worker_secret["secret"]["secretName"] == hub_secret["secret"]["secretName"] == "deepgrade-split-secret"
+    user_volumes = str(values["singleuser"])
+    assert "deepgrade-split-secret" not in user_volumes and "DEEPGRADE_SPLIT_SECRET" not in user_volumes
     # the sandbox's scratch space is the node's disk, inside DEEPGRADE_HOME where the code puts it
     scratch = mounts[f"{home}/grading"]
     assert any(v["name"] == scratch["name"] and "emptyDir" in v for v in spec["volumes"])
@@ -314,10 +323,14 @@ def test_both_databases_exist(manifests: list[dict[str, Any]], values: dict[str,
 def test_the_public_data_job_fills_the_volume_user_pods_mount(manifests: list[dict[str, Any]]) -> None:
     job = find(manifests, "Job", "deepgrade-public-data")
     spec, (container,) = pod_spec(job), pod_spec(job)["containers"]
-    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"]}
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"] if "persistentVolumeClaim" in v}
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     code = container["command"][-1]
     compile(code, "public-data", "exec")
+    # the public rows are the complement of the hidden ones: the job reads the workers' split secret
+    secrets = {v["name"]: v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
+    secret_file = Path(env_of(container)["DEEPGRADE_SPLIT_SECRET"]["value"])
+    assert secrets[mounts[str(secret_file.parent)]["name"]] == "deepgrade-split-secret"
     (target,) = re.findall(r'materialize\("([^"]+)"', code)
     assert claims[mounts[target]["name"]] == "deepgrade-public-data" and not mounts[target].get("readOnly")
     source = mounts[env_of(container)["DEEPGRADE_DATA_MIRROR"]["value"]]

@@ -183,7 +183,7 @@ def test_student_fetches_feedback_with_full_score(course_flow: dict, people: dic
     rel = feedback.relative_to(feedback.parents[4])  # path inside alice's home
     page = people["alice"].get(f"/user/alice/files/{rel}")
     assert page.status_code == 200
-    assert f"{COURSE}/{ASSIGNMENT}: 15 / 15" in page.text
+    assert "Score: <b>15 / 15</b>" in page.text
 
 
 def test_every_submission_is_kept_with_server_time(course_flow: dict, people: dict[str, Session]) -> None:

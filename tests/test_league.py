@@ -6,7 +6,6 @@ is generated once per session, into a temporary cache, for the counts and the pi
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -75,10 +74,22 @@ def test_true_strengths_without_games(small: league.League) -> None:
 
 @needs_mirror
 def test_registered_seed_is_pinned() -> None:
-    """The seed is a salted hash of the real tournament file: fixed, but not in the repository."""
+    """With the reference key (the test deployment's), the seed is the one the registry's files pin."""
+    assert datasets.group_key(league.SECRET_GROUP) == league.REFERENCE_KEY
     assert league.league_seed() == 1767100280510704179
-    digest = hashlib.sha256(league.SEED_SALT + datasets.fetch(league.SOURCE_DATASET).read_bytes())
-    assert league.league_seed() == int.from_bytes(digest.digest()[:8], "little")
+
+
+@needs_mirror
+def test_a_deployment_key_makes_its_own_league(tmp_path, monkeypatch) -> None:
+    """Another key gives another seed and strengths, cached apart from the pinned files: knowing the
+    repository and the tournament file is not enough to rebuild a deployment's answer key."""
+    reference = league.league_seed()
+    monkeypatch.setenv("DEEPGRADE_SPLIT_SECRET", str(tmp_path / "secret.yaml"))
+    datasets.ensure_secret()
+    assert datasets.group_key(league.SECRET_GROUP) != league.REFERENCE_KEY
+    assert league.league_seed() != reference
+    entry = datasets.get_registry()["keras-advanced/games_season_synthetic"]
+    assert any("deployment-" in str(path) for _, path in datasets.registry.candidates(entry))
 
 
 # --- schema --------------------------------------------------------------------------------------

@@ -233,3 +233,49 @@ def test_gpu_assignments_get_the_nvidia_devices_or_say_there_are_none(tmp_path: 
     assert argv[argv.index("--dev-bind"):argv.index("--dev-bind") + 6] == [
         "--dev-bind", "/dev/nvidia0", "/dev/nvidia0", "--dev-bind", "/dev/nvidiactl", "/dev/nvidiactl"]
     assert "--dev-bind" not in box.wrap(["true"], workdir=tmp_path, readonly=[], env={}, limits=Limits())
+
+
+SPLIT_PROBE = r"""
+import json, os, sys
+import datasets
+from datasets import split_secret
+report = {"secret_files": [str(p) for p in (split_secret.secret_path(), *map(__import__('pathlib').Path, sys.argv[1:]))
+                           if os.path.exists(p)]}
+for what, call in (("hidden rows", lambda: datasets.hidden_split("keras-intro/orbit")),
+                   ("which rows", lambda: datasets.hidden_mask(1797, datasets.Split(0.2, "digits"))),
+                   ("league seed", lambda: __import__("datasets.league").league.league_seed())):
+    try:
+        call()
+        report[what] = "rebuilt"
+    except datasets.DatasetError as exc:
+        report[what] = type(exc).__name__
+
+print(json.dumps(report))
+"""
+
+
+def test_nothing_in_the_grading_sandbox_determines_the_hidden_rows(tmp_path: Path) -> None:
+    """The split keys live with the platform's state; the sandbox a submission runs in (the same
+    view as the notebook runner's) sees neither them nor the full data, so code there can rebuild
+    neither the hidden rows nor the league's answer key, however it tries."""
+    import json
+
+    from autograders.assignment import Assignment
+    from autograders.kernels import runner_command
+    from datasets import ensure_secret, secret_path
+
+    ensure_secret()
+    secret = secret_path()
+    work = tmp_path / "work"
+    work.mkdir()
+    command = runner_command(Assignment.load("keras-intro/01-introducing-keras"), work, [])
+    run = BubblewrapSandbox().run([sys.executable, "-c", SPLIT_PROBE, str(secret)], workdir=work,
+                                  readonly=command["readonly"], env=command["env"], timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["secret_files"] == [], report
+    assert report["hidden rows"] in ("SecretUnavailable", "DatasetUnavailable"), report
+    # even with a full public copy of the data (scikit-learn ships the digits), which rows are hidden
+    # depends on a key the sandbox does not have
+    assert report["which rows"] == "SecretUnavailable", report
+    assert report["league seed"] in ("SecretUnavailable", "DatasetUnavailable"), report

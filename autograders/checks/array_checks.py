@@ -1,8 +1,9 @@
 """Checks on arrays, single values and DataFrames that a student computed.
 
 Values given as ``expected`` may come from hidden data, so messages describe them by
-shape, dtype, counts and differences only; with ``hide_expected=True`` no expected value
-is ever printed. NumPy is the only hard dependency (pandas is imported on first use).
+shape, dtype, counts and differences only; with ``hide_expected=True`` (or an expected value
+wrapped in :class:`~autograders.checks.base.Hidden`: the answer the student must compute) no
+expected value is ever printed. NumPy is the only hard dependency (pandas is imported on first use).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from autograders.checks.base import fail
+from autograders.checks.base import NOT_SHOWN, Hidden, fail
 
 
 def _fmt_shape(shape: Sequence[Any]) -> str:
@@ -141,6 +142,8 @@ class ArrayCheck:
                  hide_expected: bool = False) -> ArrayCheck:
         """Element-wise closeness. The message counts the differing elements and gives the largest
         absolute difference and the first index; the expected values are shown only when public."""
+        if isinstance(expected, Hidden):
+            expected, hide_expected = expected.value, True
         want = np.asarray(expected)
         got = self.array
         if want.ndim == 0 and got.ndim > 0:
@@ -291,6 +294,8 @@ class ValueCheck:
         return self
 
     def equals(self, expected: Any, *, hide_expected: bool = False) -> ValueCheck:
+        if isinstance(expected, Hidden):
+            expected, hide_expected = expected.value, True
         value = self.value
         same_kind = not (isinstance(expected, bool) and not isinstance(value, bool))
         if same_kind and value == expected:
@@ -306,10 +311,12 @@ class ValueCheck:
             hint = "answer with True or False"
         elif isinstance(expected, _NUMBER) and isinstance(value, str):
             hint = "give a number, not text"
-        fail(message, measured=value, expected="hidden" if hide_expected else expected, hint=hint)
+        fail(message, measured=value, expected=NOT_SHOWN if hide_expected else expected, hint=hint)
 
     def close_to(self, expected: float, rtol: float = 1e-5, atol: float = 1e-8, *,
                  hide_expected: bool = False) -> ValueCheck:
+        if isinstance(expected, Hidden):
+            expected, hide_expected = expected.value, True
         got = self._number()
         if math.isclose(got, float(expected), rel_tol=rtol, abs_tol=atol):
             return self
@@ -318,7 +325,7 @@ class ValueCheck:
             message = f"{self.name} is {got:.6g}, which is not within {tolerance} of the expected value"
         else:
             message = f"{self.name} is {got:.6g}; expected {float(expected):.6g} ({tolerance})"
-        fail(message, measured=got, expected="hidden" if hide_expected else float(expected),
+        fail(message, measured=got, expected=NOT_SHOWN if hide_expected else float(expected),
              hint="recompute it following the exercise; check units, scaling and rounding")
 
     def between(self, lo: float, hi: float) -> ValueCheck:

@@ -4,6 +4,8 @@ that remember their name so that calibration can record what was measured agains
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 from autograders.results import CheckFailure
@@ -42,8 +44,55 @@ def take_metrics() -> dict[str, float]:
     return taken
 
 
+class Hidden:
+    """An expected value that is the answer itself (a parameter count, a probability): checks
+    compare with it but never show it, so feedback cannot hand the student the answer.
+
+    ``check_model(m).has_params(total=Hidden(n))``; ``fail(..., expected=Hidden(n))`` shows
+    :data:`NOT_SHOWN` instead of ``n``.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value.value if isinstance(value, Hidden) else value
+
+    def __repr__(self) -> str:
+        return NOT_SHOWN
+
+
+NOT_SHOWN = "not shown: it is yours to compute"
+
+
+def reveal(value: Any) -> Any:
+    """The value to compare with, whether or not it is :class:`Hidden`."""
+    return value.value if isinstance(value, Hidden) else value
+
+
 def fail(message: str, *, measured: Any = None, expected: Any = None, hint: str = "") -> NoReturn:
+    if isinstance(expected, Hidden):
+        expected = NOT_SHOWN
     raise CheckFailure(message, measured=measured, expected=expected, hint=hint)
+
+
+@contextmanager
+def from_student(what: str, hint: str = "") -> Iterator[None]:
+    """Calls into a student's object (``predict``, ``get_weights``, a layer's output...).
+
+    Whatever such a call raises is the student's doing, so it becomes a failed check that says
+    which call failed; only the exception's type is shown (its text may quote hidden data).
+    Code of ours outside this block is not covered: an exception there is a checker bug and
+    stays one (``deepgrade validate`` reports it as a crash).
+    """
+    try:
+        yield
+    except CheckFailure:
+        raise
+    except Exception as exc:
+        kind = type(exc).__name__
+        fail(f"{what} failed with {kind}", measured=kind, expected="no error",
+             hint=hint or "run the same call on your object in the notebook to see the error; the usual "
+                          "causes are a shape that differs from the exercise's or a model that was not built")
 
 
 def compare(measured: float, threshold: float, direction: str, what: str, hint: str = "") -> float:

@@ -201,7 +201,7 @@ def _fresh(obj: Any, module: Any) -> Any:
     return module.deserialize(module.serialize(obj))
 
 
-def _training_setup(model: Any, default_loss: Any) -> tuple[Any, Any, Any]:
+def training_setup(model: Any, default_loss: Any) -> tuple[Any, Any, Any]:
     """Optimizer, loss and metrics as the student compiled them, each a fresh object."""
     import keras
 
@@ -247,6 +247,26 @@ def _drop_unknown(metrics: Any) -> Any:
     return metrics
 
 
+def fresh_copy(model: Any, *, seed: int) -> Any:
+    """The submitted architecture with new weights drawn after ``keras.utils.set_random_seed(seed)``:
+    the same seed gives the same copy. It is not compiled."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    try:
+        return keras.models.clone_model(model)
+    except Exception:
+        # clone_model also restores the compile config, which fails for losses such as lambdas
+        # that cannot be deserialized safely; the architecture alone is all that is needed here
+        keras.utils.set_random_seed(seed)
+    try:
+        return type(model).from_config(model.get_config())
+    except Exception as exc:
+        fail(f"the model could not be rebuilt for re-training ({type(exc).__name__})",
+             measured=type(exc).__name__, expected="a model that keras.models.clone_model can copy",
+             hint="build the model with keras.Sequential or the functional API; custom layers need get_config()")
+
+
 def retrain(model: Any, train_data: Any, *, epochs: int, seed: int, batch_size: int = 32,
             validation_split: float = 0.0, loss: Any = "mse") -> dict[str, list[float]]:
     """Train a fresh copy of the submitted architecture, seeded, and return its history.
@@ -255,28 +275,12 @@ def retrain(model: Any, train_data: Any, *, epochs: int, seed: int, batch_size: 
     student's optimizer class, config, loss and metrics; an uncompiled model gets Adam and ``loss``.
     The same seed gives the same history, so a grade does not depend on luck.
     """
-    import keras
-
     from autograders.checks.keras_checks import check_model
 
     check_model(model)
     x, y = unpack_data(train_data, "training data")
-    optimizer, compiled_loss, metrics = _training_setup(model, loss)
-    keras.utils.set_random_seed(seed)
-    try:
-        clone = keras.models.clone_model(model)
-    except Exception:
-        # clone_model also restores the compile config, which fails for losses such as lambdas
-        # that cannot be deserialized safely; the architecture alone is all that is needed here
-        keras.utils.set_random_seed(seed)
-        clone = None
-    if clone is None:
-        try:
-            clone = type(model).from_config(model.get_config())
-        except Exception as exc:
-                fail(f"the model could not be rebuilt for re-training ({type(exc).__name__})",
-                 measured=type(exc).__name__, expected="a model that keras.models.clone_model can copy",
-                 hint="build the model with keras.Sequential or the functional API; custom layers need get_config()")
+    optimizer, compiled_loss, metrics = training_setup(model, loss)
+    clone = fresh_copy(model, seed=seed)
     clone.compile(optimizer=optimizer, loss=compiled_loss, metrics=metrics)
     try:
         fitted = clone.fit(x, y, epochs=epochs, batch_size=batch_size, validation_split=validation_split,

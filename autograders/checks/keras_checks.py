@@ -4,6 +4,12 @@ Every check either returns ``self`` so that calls chain, or raises ``CheckFailur
 through :func:`autograders.checks.base.fail`. Messages name the layer at fault the way a
 student reads it in ``model.summary()``: 1-based, with its name, e.g. ``layer 3 'dense_2'``.
 Keras is imported lazily so that importing the check library stays cheap.
+
+Equivalent forms are equal: a model written with ``Sequential``, the functional API or a
+subclass, with blocks wrapped in nested models of any class, gives the same layer list
+(:meth:`ModelCheck.flat_layers`: no ``InputLayer``, a nested model used once is replaced by its
+own layers, one used several times stays one shared unit); compile settings are compared
+by meaning, whether given as strings, classes, objects, lists or dicts keyed by output name.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from autograders.checks.base import fail
+from autograders.checks.base import Hidden, fail, from_student, reveal
 
 _MISSING = object()
 
@@ -276,9 +282,33 @@ class ModelCheck:
         self.keras_model = model
 
     # ---- internals
-    def _layers(self) -> list[Any]:
+    def _walk(self) -> list[tuple[Any, Any]]:
+        """``(layer, owner)`` in order, with nested models used once expanded (see the module doc)."""
+        keras = _keras()
         input_layer = _input_layer_type()
-        return [layer for layer in self.keras_model.layers if not isinstance(layer, input_layer)]
+
+        def walk(owner: Any, depth: int) -> list[tuple[Any, Any]]:
+            with from_student("listing the model's layers"):
+                children = list(getattr(owner, "layers", []) or [])
+            found: list[tuple[Any, Any]] = []
+            for layer in children:
+                if isinstance(layer, input_layer):
+                    continue
+                if isinstance(layer, keras.Model) and depth < 20 and _call_count(owner, layer) <= 1:
+                    found.extend(walk(layer, depth + 1))
+                else:
+                    found.append((layer, owner))
+            return found
+
+        return walk(self.keras_model, 0)
+
+    def _layers(self) -> list[Any]:
+        return [layer for layer, _ in self._walk()]
+
+    def flat_layers(self) -> list[Any]:
+        """The model's layers as positions count them: no ``InputLayer``, nested models used once
+        replaced by their layers, so Sequential, functional and nested forms list alike."""
+        return self._layers()
 
     def _tensors(self, which: str) -> list[Any]:
         try:
@@ -286,11 +316,29 @@ class ModelCheck:
         except Exception:
             tensors = None
         if not tensors:
+            tensors = self._subclassed_tensors(which)
+        if not tensors:
             fail(f"the model has no defined {which} yet: it was never built",
                  measured="not built", expected=f"a model with defined {which}",
                  hint="start a Sequential model with keras.Input(shape=...), or build a functional "
                       "model keras.Model(inputs, outputs)")
         return list(tensors) if isinstance(tensors, list | tuple) else [tensors]
+
+    def _subclassed_tensors(self, which: str) -> list[Any] | None:
+        """A subclassed model has no ``inputs``/``outputs``: symbolic ones from the shape it was built with."""
+        keras = _keras()
+        shapes = getattr(self.keras_model, "_build_shapes_dict", None)
+        if not isinstance(shapes, dict) or len(shapes) != 1:
+            return None
+        shape = next(iter(shapes.values()))
+        try:
+            inputs = [keras.KerasTensor((None, *_as_shape(shape)[1:]))]
+            if which == "inputs":
+                return inputs
+            spec = self.keras_model.compute_output_spec(inputs[0])
+        except Exception:
+            return None
+        return list(spec) if isinstance(spec, list | tuple) else [spec]
 
     def _label(self, index: int, layer: Any) -> str:
         return f"layer {index + 1} '{getattr(layer, 'name', '?')}'"
@@ -385,23 +433,27 @@ class ModelCheck:
                  hint="start a Sequential model with keras.Input(shape=...) so that its weights exist")
         wanted = {"total": total, "trainable": trainable, "non_trainable": non_trainable}
         for key, want in wanted.items():
-            if want is None or counts[key] == want:
+            if want is None or counts[key] == reveal(want):
                 continue
             label = {"total": "parameters", "trainable": "trainable parameters",
                      "non_trainable": "non-trainable parameters"}[key]
             if key == "total":
                 hint = ("compare model.summary() with the exercise: the units of each layer, a missing or "
                         "extra layer, or use_bias")
-            elif key == "trainable" and counts[key] > want:
+            elif key == "trainable" and counts[key] > reveal(want):
                 hint = "freeze the layers the exercise asks for (layer.trainable = False) before compile"
             elif key == "trainable":
                 hint = "some layers are frozen (trainable=False) that should train"
             else:
                 hint = ("non-trainable parameters come from frozen layers and BatchNormalization's "
                         "moving statistics: check which layers are frozen")
+            if isinstance(want, Hidden):
+                fail(f"the model has {counts[key]:,} {label}, which is not the count the exercise leads to",
+                     measured=dict(counts), expected=want, hint=hint)
             fail(f"the model has {counts[key]:,} {label}; expected {want:,}",
                  measured=dict(counts),
-                 expected={k: v for k, v in wanted.items() if v is not None}, hint=hint)
+                 expected={k: v for k, v in wanted.items() if v is not None and not isinstance(v, Hidden)},
+                 hint=hint)
         return self
 
     def has_layer_count(self, n: int) -> ModelCheck:
@@ -469,26 +521,35 @@ class ModelCheck:
 
     # ---- shared layers
     def _call_count(self, layer: Any) -> int:
-        """How many times ``layer`` is called inside this model's graph."""
-        nodes = getattr(self.keras_model, "_nodes", None)
-        if isinstance(nodes, set | frozenset | list | tuple) and nodes and all(isinstance(k, str) for k in nodes):
-            prefix = f"{id(layer)}_ib-"
-            count = sum(1 for key in nodes if key.startswith(prefix))
-            if count:
-                return count
-        return len(getattr(layer, "_inbound_nodes", None) or [])
+        """How many times ``layer`` is called inside this model's graph (its own nested graph if nested)."""
+        owner = next((o for candidate, o in self._walk() if candidate is layer), self.keras_model)
+        return _call_count(owner, layer)
 
     def shares_layer(self, name_or_type: str | type, uses: int = 2) -> ModelCheck:
-        """One layer object (by name or type) is called at ``uses`` or more places in the graph."""
+        """One layer object is called at ``uses`` or more places in the graph.
+
+        It matches by name, by type name (``"Embedding"``), by class (``keras.Model`` matches a
+        nested model of any class: Sequential, functional or subclassed), or as a nested model
+        that holds such a layer: a named ``Sequential`` wrapping the shared ``Embedding`` is a
+        shared Embedding."""
         wanted = name_or_type.__name__ if isinstance(name_or_type, type) else str(name_or_type)
-        layers = self._layers()
-        candidates = [layer for layer in layers
-                      if layer.name == wanted or type(layer).__name__.lower() == wanted.lower()]
+        walked = self._walk()
+        layers = [layer for layer, _ in walked]
+
+        def matches(layer: Any, depth: int = 0) -> bool:
+            if isinstance(name_or_type, type) and isinstance(layer, name_or_type):
+                return True
+            if getattr(layer, "name", None) == wanted or type(layer).__name__.lower() == wanted.lower():
+                return True
+            inner = getattr(layer, "layers", None) if depth < 20 else None
+            return isinstance(inner, list) and any(matches(child, depth + 1) for child in inner)
+
+        candidates = [(layer, owner) for layer, owner in walked if matches(layer)]
         if not candidates:
             fail(f"the model has no layer named or of type '{wanted}'",
                  measured=[layer.name for layer in layers], expected=wanted,
                  hint="create the layer once, e.g. shared = keras.layers.Dense(...), and call it on each input")
-        counts = {layer.name: self._call_count(layer) for layer in candidates}
+        counts = {layer.name: _call_count(owner, layer) for layer, owner in candidates}
         best = max(counts.values())
         if best < uses:
             detail = ", ".join(f"'{name}' is used {_plural(c, 'time')}" for name, c in counts.items())
@@ -501,7 +562,7 @@ class ModelCheck:
 
     def has_shared_layers(self, n: int = 1) -> ModelCheck:
         """At least ``n`` layer objects are called at two or more places."""
-        shared = [layer.name for layer in self._layers() if self._call_count(layer) >= 2]
+        shared = [layer.name for layer, owner in self._walk() if _call_count(owner, layer) >= 2]
         if len(shared) < n:
             fail(f"the model has {_plural(len(shared), 'shared layer')}; expected at least {n}",
                  measured=shared, expected=f"at least {n}",
@@ -556,23 +617,47 @@ class ModelCheck:
             self._check_metrics(settings["metrics"], metrics)
         return self
 
+    def _output_names(self) -> list[str]:
+        try:
+            names = list(self.keras_model.output_names)
+        except Exception:
+            names = []
+        return [str(n) for n in names]
+
+    def _by_output(self, entries: dict[str, str | None]) -> dict[str, str | None]:
+        """Losses keyed by output position: a dict keyed by output name and a list are the same."""
+        names = self._output_names()
+        if entries and set(entries) <= set(names) and set(entries) != {str(i) for i in range(len(entries))}:
+            return {str(names.index(key)): value for key, value in entries.items()}
+        return entries
+
     def _check_loss(self, compiled: Any, expected: Any) -> None:
-        got = _loss_entries(compiled)
-        want = _loss_entries(expected)
+        got = self._by_output(_loss_entries(compiled))
+        want = self._by_output(_loss_entries(expected))
+        outputs = max(1, len(self._output_names()))
+        if set(got) == {""} and outputs > 1:  # one loss for every output, as Keras allows
+            got = {str(i): got[""] for i in range(outputs)}
         if set(want) == {""}:
             want = {key: want[""] for key in got}
         if set(got) != set(want):
-            fail(f"the model is compiled with losses for outputs {sorted(got)}; expected {sorted(want)}",
-                 measured=got, expected=want, hint="give one loss per output, keyed by output name")
-        for key in got:
+            names = self._output_names()
+            fail(f"the model is compiled with losses for outputs {sorted(got)}; expected one for each of "
+                 f"its {len(want)} outputs", measured=got, expected=want,
+                 hint="give one loss per output: a list in the order of the outputs, or a dict keyed by "
+                      f"output name ({', '.join(repr(n) for n in names) or 'the output layer names'})")
+        for key in sorted(got):
             if got[key] == want[key]:
                 continue
-            subject = "the model is" if key == "" else f"output '{key}' is"
+            subject = "the model is" if key == "" else f"output {self._output_label(key)} is"
             if got[key] is None:
                 fail(f"{subject} compiled without a loss; expected '{want[key]}'", measured="no loss",
                      expected=want[key], hint=f"pass loss='{want[key]}' to model.compile(...)")
             fail(f"{subject} compiled with loss '{got[key]}'; expected '{want[key]}'", measured=got[key],
                  expected=want[key], hint=_loss_hint(got[key], want[key]))
+
+    def _output_label(self, key: str) -> str:
+        names = self._output_names()
+        return f"{int(key) + 1} '{names[int(key)]}'" if key.isdigit() and int(key) < len(names) else f"'{key}'"
 
     def _check_metrics(self, compiled: Any, expected: Any) -> None:
         got = [_metric_name(m) for m in _flatten_metrics(compiled)]
@@ -583,6 +668,19 @@ class ModelCheck:
             have = f"metrics {got}" if got else "no metrics"
             fail(f"the model is compiled with {have}; expected also {listed}", measured=got, expected=want,
                  hint=f"add metrics={missing!r} to model.compile(...)")
+
+
+def _call_count(owner: Any, layer: Any) -> int:
+    """How many times ``layer`` is called inside ``owner``'s graph (a Sequential's layers once each)."""
+    nodes = getattr(owner, "_nodes", None)
+    if isinstance(nodes, set | frozenset | list | tuple) and nodes and all(isinstance(k, str) for k in nodes):
+        prefix = f"{id(layer)}_ib-"
+        count = sum(1 for key in nodes if key.startswith(prefix))
+        if count:
+            return count
+    if type(owner).__name__ == "Sequential" or not hasattr(owner, "_nodes"):
+        return 1  # a Sequential or a subclassed model calls each of its layers once, in order
+    return len(getattr(layer, "_inbound_nodes", None) or [])
 
 
 # --------------------------------------------------------------------------- compile normalisation
@@ -808,12 +906,28 @@ class LayerCheck:
             except Exception:
                 tensor = None
         if tensor is None:
+            chained = self._chained_shape(which)
+            if chained is not None:
+                return chained
             fail(f"the {which} shape of {self.label} is unknown: the model is not built",
                  measured="unknown", expected=f"a known {which} shape",
                  hint="start the model with keras.Input(shape=...) so that every layer's shape is known")
         if isinstance(tensor, list | tuple):
             return [_as_shape(t.shape) for t in tensor]
         return _as_shape(tensor.shape)
+
+    def _chained_shape(self, which: str) -> tuple[int | None, ...] | None:
+        """A layer of a subclassed or nested model has no tensors of its own: its shape follows from
+        the model's input through the layers before it (positions assume a chain anyway)."""
+        keras = _keras()
+        try:
+            (start,) = self.model._tensors("inputs")
+            spec = keras.KerasTensor(start.shape)
+            for step in self.model.flat_layers()[: self.index + (1 if which == "output" else 0)]:
+                spec = step.compute_output_spec(spec)
+            return _as_shape(spec.shape)
+        except Exception:  # CheckFailure included: an unknown shape is reported by the caller
+            return None
 
     def _check_shape(self, which: str, shape: Any) -> None:
         got = self._tensor_shape(which)
@@ -845,14 +959,16 @@ class LayerCheck:
         self._check_shape("input", shape)
         return self
 
-    def has_params(self, n: int) -> LayerCheck:
+    def has_params(self, n: int | Hidden) -> LayerCheck:
         try:
             got = int(self.keras_layer.count_params())
         except Exception:
             fail(f"{self.label} is not built, so it has no parameters yet", measured="not built",
                  expected=n, hint="start the model with keras.Input(shape=...) so that the weights exist")
-        if got != n:
-            fail(f"{self.label} has {got:,} parameters; expected {n:,}", measured=got, expected=n,
+        if got != reveal(n):
+            wanted = (", which is not the count the exercise leads to" if isinstance(n, Hidden)
+                      else f"; expected {n:,}")
+            fail(f"{self.label} has {got:,} parameters{wanted}", measured=got, expected=n,
                  hint="the count is (inputs + 1) x units for a Dense layer with bias: check the units, use_bias "
                       "and the size of what comes in")
         return self
@@ -882,4 +998,24 @@ class LayerCheck:
     def layer(self, index: int | str) -> LayerCheck:
         """Shortcut for ``.model.layer(index)``."""
         return self.model.layer(index)
+
+    def output_on(self, x: Any) -> np.ndarray:
+        """What this layer outputs when the model is run on ``x``, whatever form the model takes.
+
+        A layer of the model's own graph is read through a sub-model from the model's inputs;
+        a layer inside a nested or subclassed model, through the layers up to it applied in
+        order (positions only make sense for a chain of layers anyway)."""
+        keras = _keras()
+        model, layer = self.model.keras_model, self.keras_layer
+        with from_student(f"running the model up to {self.label}"):
+            try:
+                sub = keras.Model(inputs=model.inputs, outputs=layer.output)
+            except Exception:
+                sub = None
+            if sub is not None:
+                return np.asarray(sub.predict(x, verbose=0), dtype=np.float64)
+            out = x
+            for step in self.model.flat_layers()[: self.index + 1]:
+                out = step(out)
+            return np.asarray(keras.ops.convert_to_numpy(out), dtype=np.float64)
 

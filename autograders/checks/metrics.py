@@ -1,7 +1,10 @@
 """A metric of a model (or of its predictions) on one data split, against a threshold.
 
 The data may be the hidden split, so messages only give shapes, counts and the metric
-value itself. Thresholds go through :func:`autograders.checks.base.compare`, which
+value itself. A metric measures what it can: predictions with extra axes of size 1 (a missing
+``Flatten`` gives ``(None, 1, 1)``) are squeezed and measured, and one sigmoid column is
+measured against two-column one-hot labels, so a structural mistake costs the structure check's
+points, not every metric's too. Thresholds go through :func:`autograders.checks.base.compare`, which
 records the measured value under a :class:`~autograders.checks.base.Threshold`'s key
 for ``deepgrade calibrate``.
 """
@@ -90,6 +93,25 @@ def _columns_mismatch(source: _Source, pred: np.ndarray, true: np.ndarray, hint:
 
 def _squeeze_column(array: np.ndarray) -> np.ndarray:
     return array.reshape(-1) if array.ndim == 2 and array.shape[1] == 1 else array
+
+
+def _drop_unit_axes(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """``(n, 1, 1)`` -> ``(n, 1)`` and ``(n, 1, 10)`` -> ``(n, 10)``: axes of size 1 that the labels do not
+    have carry no values, so dropping them changes no prediction."""
+    if pred.ndim <= 2 or pred.ndim <= true.ndim:
+        return pred
+    kept = [d for d in pred.shape[1:] if d != 1]
+    if len(kept) > 1:  # several axes with values: not a missing Flatten, measured (or refused) as it is
+        return pred
+    return pred.reshape(len(pred), kept[0] if kept else 1)
+
+
+def _binary_column(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Two-column one-hot labels as the 0/1 column that one sigmoid output predicts."""
+    if _columns(pred) == 1 and true.ndim == 2 and true.shape[1] == 2 and np.isin(true, (0, 1)).all() \
+            and np.all(true.sum(axis=1) == 1):
+        return true[:, 1]
+    return true
 
 
 def _class_labels(true: np.ndarray, pred: np.ndarray, source: _Source, n_classes: int) -> np.ndarray:
@@ -203,6 +225,9 @@ def _compute(y_true: Any, y_pred: Any, metric: str, source: _Source) -> float:
         fail(f"{n_bad} of {pred.size} predictions are NaN or infinite", measured=f"{n_bad} non-finite",
              expected="finite predictions",
              hint="training diverged and the weights became NaN: lower the learning rate and scale the inputs")
+    pred = _drop_unit_axes(pred, true)
+    if name in ("accuracy", "log_loss", "binary_accuracy"):
+        true = _binary_column(true, pred)
     if name == "accuracy":
         return _accuracy(true, pred, source)
     if name == "log_loss":
@@ -278,16 +303,19 @@ class MetricCheck:
         if (direction == "below") != lower_better:
             return f"check how the {self.metric} is computed and which data split is used"
         if self.metric == "log_loss":
-            return ("the predicted probabilities are far from the labels: train longer and check the output "
-                    "activation (sigmoid for yes/no, softmax for classes) and the loss")
+            return ("the predicted probabilities are far from the labels; the usual causes are too little "
+                    "training, an output activation that does not fit the task (sigmoid for yes/no, softmax "
+                    "for classes), or a loss that does not match it")
         if lower_better:
-            return ("the error is too high: train longer or tune the learning rate, scale the inputs as in the "
-                    "exercise, and keep the last layer linear for regression")
+            return ("the error is too high; the usual causes are too little training or another learning rate "
+                    "than the exercise's, inputs not scaled as in the exercise, or an activation on a "
+                    "regression output")
         if self.metric == "r2":
-            return ("the model explains little of the variance (R² below 0 is worse than predicting the mean): "
-                    "train longer, scale the inputs, and keep the last layer linear")
-        return ("accuracy is too low: train for more epochs, and check that the loss matches the labels and the "
-                "output activation (softmax for classes, sigmoid for yes/no)")
+            return ("the model explains little of the variance (R² below 0 is worse than predicting the mean); "
+                    "the usual causes are too little training, unscaled inputs, or an activation on the output")
+        return ("the accuracy is too low; the usual causes are too few epochs, a loss that does not match the "
+                "labels, or an output activation that does not fit the task (softmax for classes, sigmoid for "
+                "yes/no)")
 
     def below(self, threshold: float, hint: str = "") -> MetricCheck:
         compare(self.value, threshold, "below", self.what, hint or self._hint("below"))

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from autograders.checks import compare, fail
+from autograders.checks import compare, fail, from_student
 
 
 def embeddings(model) -> list:
     """Every Embedding layer, those inside nested models (the shared lookup) first."""
     nested, top = [], []
-    for layer in model.layers:
+    with from_student("listing the model's layers"):
+        children = list(model.layers)
+    for layer in children:
         if type(layer).__name__ == "Embedding":
             top.append(layer)
         elif hasattr(layer, "layers"):
@@ -41,7 +43,8 @@ def learned_strengths(model, n_teams: int) -> np.ndarray:
         fail("the model has no Embedding layer, so it learns no team strengths",
              measured="no Embedding", expected="an Embedding(n_teams, 1)",
              hint="look the team ids up in layers.Embedding(input_dim=n_teams, output_dim=1)")
-    table = np.asarray(found[0].get_weights()[0], dtype=np.float64)
+    with from_student("reading the Embedding's weights"):
+        table = np.asarray(found[0].get_weights()[0], dtype=np.float64)
     if table.shape != (n_teams, 1):
         fail(f"the lookup table has shape {table.shape}; expected ({n_teams}, 1)",
              measured=list(table.shape), expected=[n_teams, 1],
@@ -50,9 +53,13 @@ def learned_strengths(model, n_teams: int) -> np.ndarray:
     return table[:, 0]
 
 
-def check_strength_correlation(model, true: np.ndarray, threshold, n_teams: int) -> float:
-    """Pearson correlation between the learned and the true strengths, over every team."""
+def check_strength_correlation(model, true: np.ndarray, threshold, n_teams: int,
+                               teams: np.ndarray | None = None) -> float:
+    """Pearson correlation between the learned and the true strengths, over every team or over
+    ``teams`` (ids), e.g. leaving out those that another check is about."""
     learned = learned_strengths(model, n_teams)
+    if teams is not None:
+        learned, true = learned[teams], np.asarray(true)[teams]
     if not np.all(np.isfinite(learned)) or learned.std() == 0:
         fail("the learned strengths are not finite or all equal", measured="degenerate",
              expected="one finite strength per team",
@@ -60,17 +67,18 @@ def check_strength_correlation(model, true: np.ndarray, threshold, n_teams: int)
     r = float(np.corrcoef(learned, true)[0, 1])
     compare(r, threshold, "above",
             "the correlation between the learned team strengths and the true ones",
-            hint="the strengths have not been learned: share one lookup between both teams, merge "
-                 "with Subtract (team 1 minus team 2), and fit for 5 epochs with "
-                 "Adam(learning_rate=0.1) on the whole season")
+            hint="the learned strengths do not follow the true ones; the usual causes are two "
+                 "separate lookups instead of one shared, a merge other than Subtract, or a fit "
+                 "shorter than 5 epochs with Adam(learning_rate=0.1)")
     return r
 
 
 def check_sign_flip(model, pairs: list[np.ndarray]) -> None:
     """Swapping the two teams must negate the prediction: f(a, b) = -f(b, a)."""
     a, b = pairs
-    forward = np.asarray(model.predict([a, b], verbose=0, batch_size=4096), dtype=np.float64)
-    backward = np.asarray(model.predict([b, a], verbose=0, batch_size=4096), dtype=np.float64)
+    with from_student("predicting with the two-input model"):
+        forward = np.asarray(model.predict([a, b], verbose=0, batch_size=4096), dtype=np.float64)
+        backward = np.asarray(model.predict([b, a], verbose=0, batch_size=4096), dtype=np.float64)
     gap = float(np.max(np.abs(forward + backward))) if forward.size else 0.0
     scale = max(1.0, float(np.max(np.abs(forward))) if forward.size else 1.0)
     if not np.isfinite(gap) or gap > 1e-4 * scale:

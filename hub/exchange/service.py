@@ -13,6 +13,11 @@ submission is put in the grading queue at once; its latest job's state (queued, 
 graded, failed with a reason) and score come back with every listing, and the feedback
 is published when grading ends. Instructors may regrade a submission or an assignment.
 
+``GET …/courses/<course>/assignments/<assignment>/scores`` is a student's score history: each of
+their submissions with its time and score, the assignment's score policy (``latest`` or ``best``)
+and which submission counts under it. A student reads their own only; an instructor names the
+student (``?student=<name>``).
+
 What is kept is limited by what archives expand to (``hub.store.ExchangeLimits``: the
 ``DEEPGRADE_ARCHIVE_MAX_MB``, ``DEEPGRADE_ARCHIVE_MAX_FILES``, ``DEEPGRADE_STUDENT_QUOTA_MB`` and
 ``DEEPGRADE_SUBMISSIONS_PER_ASSIGNMENT`` settings). A refusal is a JSON ``{"status", "message"}``
@@ -37,8 +42,18 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
+from autograders.assignment import Assignment
+from autograders.gradebook import counting, policy_reason
 from hub.queue import GradingQueue, default_queue
-from hub.store import CourseStore, ExchangeLimits, JobInfo, Refused, SubmissionInfo, notebooks_in
+from hub.store import (
+    CourseStore,
+    ExchangeLimits,
+    JobInfo,
+    Refused,
+    ScoredSubmission,
+    SubmissionInfo,
+    notebooks_in,
+)
 
 log = logging.getLogger("deepgrade.exchange")
 NAME = r"([A-Za-z0-9][A-Za-z0-9._-]{0,127})"
@@ -59,6 +74,24 @@ def submission_model(s: SubmissionInfo) -> dict[str, Any]:
         grading["status"] = s.status()
     return {"id": s.id, "course_id": s.course, "assignment_id": s.assignment, "student_id": s.student,
             "timestamp": s.submitted_at.isoformat(), "feedback": list(s.feedback), "grading": grading}
+
+
+def score_policy(course: str, assignment: str) -> str:
+    """The assignment's ``score:`` setting; ``latest`` (the default) where this server has no copy of it."""
+    try:
+        return Assignment.load(f"{course}/{assignment}").score_policy
+    except FileNotFoundError:
+        return "latest"
+
+
+def scores_model(course: str, assignment: str, student: str, history: list[ScoredSubmission],
+                 policy: str) -> dict[str, Any]:
+    counted = counting([s.attempt for s in history], policy)
+    return {"course_id": course, "assignment_id": assignment, "student_id": student, "policy": policy,
+            "counted": counted.key if counted else None, "reason": policy_reason(policy),
+            "submissions": [{"id": s.id, "timestamp": s.submitted_at.isoformat(), "state": s.state,
+                             "score": s.score, "max_score": s.max_score,
+                             "counts": counted is not None and s.id == counted.key} for s in history]}
 
 
 class ExchangeHandler(HubAuthenticated, web.RequestHandler):
@@ -165,6 +198,22 @@ class AssignmentHandler(ExchangeHandler):
         self.send_json({"removed": assignment})
 
 
+class ScoresHandler(ExchangeHandler):
+    @web.authenticated
+    def get(self, course: str, assignment: str) -> None:
+        """A student's submissions of ``assignment`` with their scores, and which one counts."""
+        role = self.require(course, "student", "instructor")
+        student = self.get_argument("student", None)
+        if role == "student":
+            if student not in (None, self.caller["name"]):
+                raise web.HTTPError(403, "students may only read their own scores")
+            student = self.caller["name"]
+        elif not student:
+            raise web.HTTPError(400, "name the student: ?student=<name>")
+        history = self.store.score_history(course, assignment, student)
+        self.send_json(scores_model(course, assignment, student, history, score_policy(course, assignment)))
+
+
 class SubmissionsHandler(ExchangeHandler):
     @web.authenticated
     def get(self, course: str) -> None:
@@ -260,10 +309,12 @@ def make_app(store: CourseStore | None = None, prefix: str | None = None, queue:
         (rf"/courses/{NAME}/assignments", AssignmentsHandler),
         (rf"/courses/{NAME}/assignments/{NAME}", AssignmentHandler),
         (rf"/courses/{NAME}/assignments/{NAME}/grade", RegradeAssignmentHandler),
+        (rf"/courses/{NAME}/assignments/{NAME}/scores", ScoresHandler),
         (rf"/courses/{NAME}/submissions", SubmissionsHandler),
         (rf"/courses/{NAME}/submissions/(\d+)", SubmissionHandler),
         (rf"/courses/{NAME}/submissions/(\d+)/grade", RegradeSubmissionHandler),
         (rf"/courses/{NAME}/submissions/(\d+)/feedback/{NAME}", FeedbackHandler),
+        __import__("hub.exchange.results_api", fromlist=["ROUTE"]).ROUTE,  # a student's own result, check by check
     ]
     return web.Application([(api + path, handler, settings) for path, handler in routes])
 

@@ -17,6 +17,10 @@ So, beyond what nbgrader's own extension does:
   ``autograded/<student>/<assignment>`` and then run student code in this process);
 - ``/formgrader?path=…`` no longer reloads nbgrader's configuration from a folder of the caller's
   choosing (a student's submission folder, say).
+
+And it tells the truth about the course: every page names the course it belongs to, and a student
+with no first and last name in the gradebook (deepgrade's roster knows people by their username)
+is shown by that username, not as "None, None" (:class:`RosterNamesScript`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import json
 import re
 import secrets
 from functools import cached_property
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
@@ -70,6 +75,7 @@ RASTER_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif"})
 BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*")
 BLANK_GIF = "R0lGODlhAQABAAAAACH5BAEKAAEALAAAAAABAAEAAAICTAEAOw=="
 NOTEBOOK_STARTS = 'id="notebook-container"'  # nbgrader's formgrade template: student content follows
+COURSELESS_HEADING = "<h1>nbgrader</h1>"  # the top left of nbgrader's base template
 
 
 def page_policy(nonce: str, handler_hashes: list[str]) -> str:
@@ -110,11 +116,42 @@ class StaffPage:
         else:
             cut = page.find(self.student_content_marker)
             trusted, rest = ("", page) if cut < 0 else (page[:cut], page[cut:])
+        trusted = self._named_after_course(trusted)
         handlers_in_template = sorted(set(re.findall(r"\son[a-z]+=\"([^\"]*)\"", trusted)))
         hashes = [f"'sha256-{base64.b64encode(hashlib.sha256(h.encode()).digest()).decode()}'"
                   for h in handlers_in_template]
         self.set_header("Content-Security-Policy", page_policy(self.csp_nonce, hashes))  # type: ignore[attr-defined]
         return re.sub(r"<script\b", f'<script nonce="{self.csp_nonce}"', trusted, flags=re.IGNORECASE) + rest
+
+
+    def _named_after_course(self, page: str) -> str:
+        """The course's name in the title and at the top of the page: nbgrader's pages say only "nbgrader"."""
+        course = html.escape(self.coursedir.course_id or "")  # type: ignore[attr-defined]
+        if not course:
+            return page
+        page = page.replace("<title>", f"<title>{course} · ", 1)
+        banner = f'<h1 id="course-name" title="course">{course}</h1>'
+        if COURSELESS_HEADING in page:
+            return page.replace(COURSELESS_HEADING, banner, 1)
+        return re.sub(r"<body\b[^>]*>", lambda body: f'{body.group(0)}<div class="container">{banner}</div>', page,
+                      count=1)
+
+
+class RosterNamesScript(web.RequestHandler):
+    """nbgrader's student lists, with a student who has no first and last name shown by their username
+    (nbgrader writes "None, None"). The script is nbgrader's own file with that one line changed; if a
+    later nbgrader no longer has the line, the service fails to serve it rather than show a wrong name."""
+
+    NAME_LINE = 'var name = last_name + ", " + first_name;'
+    ROSTER_NAME = ('var name = (this.model.get("last_name") === null && this.model.get("first_name") === null)'
+                   ' ? String(this.model.get("student") || this.model.get("id")) : last_name + ", " + first_name;')
+
+    def get(self, script: str) -> None:
+        source = (Path(handlers.static_path) / "js" / f"{script}.js").read_text()
+        if self.NAME_LINE not in source:
+            raise web.HTTPError(500, f"nbgrader's {script}.js no longer has the line deepgrade changes")
+        self.set_header("Content-Type", "application/javascript; charset=utf-8")
+        self.finish(source.replace(self.NAME_LINE, self.ROSTER_NAME))
 
 
 class StudentNotebookSanitiser(SanitizeHTML):
@@ -282,7 +319,8 @@ class SafeFormgrader(FormgradeExtension):
     def init_handlers(self, webapp: web.Application) -> None:
         routes = [(pattern, self._staff_handler(handler), *rest)
                   for pattern, handler, *rest in [*handlers.default_handlers, *apihandlers.default_handlers]]
-        routes += [(r"/formgrader/static/(.*)", web.StaticFileHandler, {"path": handlers.static_path}),
+        routes += [(r"/formgrader/static/js/(manage_submissions|manage_students)\.js", RosterNamesScript),
+                   (r"/formgrader/static/(.*)", web.StaticFileHandler, {"path": handlers.static_path}),
                    (r"/formgrader/.*", handlers.Template404)]
         base_url = webapp.settings["base_url"]
         webapp.add_handlers(".*$", [(base_url.rstrip("/") + "/" + pattern.lstrip("/"), *rest)

@@ -6,4 +6,5 @@ c.ServerApp.jpserver_extensions = {
     "nbgrader.server_extensions.validate_assignment": True,
     "nbgrader.server_extensions.formgrader": False,
     "nbgrader.server_extensions.course_list": False,
+    "hub.exchange.lab_api": True,  # the grading panel of labextension/
 }

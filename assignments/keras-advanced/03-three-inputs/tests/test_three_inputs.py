@@ -15,6 +15,7 @@ from autograders.checks import (
     dense,
     fail,
 )
+from autograders.checks.procedure import Fit, check_fitted_like
 from autograders.checks.team_strength import count_embeddings
 
 
@@ -58,7 +59,7 @@ def test_total_parameters(model, n_teams):
 
 @grades("three-input-model", points=1)
 def test_strength_model_is_shared(model):
-    check_model(model).shares_layer("Functional", uses=2)
+    check_model(model).shares_layer("Embedding", uses=2)
     count_embeddings(model, 1)
 
 
@@ -142,8 +143,9 @@ def test_pred_column(models, arrays, tourney_public):
 
 @grades("stacked-model", points=1)
 def test_stacked_architecture(models):
+    """One (3,) input, a linear Dense(1); Adam with learning rate 0.05 and the mean absolute error."""
     check_model(models["stacked_model"]).has_input_shape((None, 3)).layers(dense(1, "linear")) \
-        .has_params(total=4)
+        .has_params(total=4).is_compiled_with(optimizer="adam", learning_rate=0.05, loss="mean_absolute_error")
 
 
 @grades("stacked-model", points=2)
@@ -154,6 +156,22 @@ def test_stacked_hidden_mae(models, tourney_hidden_test, thresholds):
         thresholds["stacked_hidden_mae"],
         hint="fit the stacked model on [home, seed_diff, pred] of the games before 2010, with pred "
              "from the fitted season model")
+
+
+@grades("stacked-model", points=1)
+def test_stacked_fitted_before_the_test_seasons(models, tourney_public):
+    """The stacked model learned from the seasons before 2010 only: its optimizer's step count (saved
+    with the model) tells those rows from the whole tournament, test seasons included."""
+    before = int((tourney_public["season"] < TEST_FROM).sum())
+    prescribed = Fit(before, epochs=5, batch_size=128, validation_split=0.1)
+    every = len(tourney_public)
+    check_fitted_like(
+        models["stacked_model"], "the stacked model", prescribed,
+        {"every season, the test seasons included": Fit(every, 5, 128, 0.1),
+         "every season without a validation split": Fit(every, 5, 128),
+         "the test seasons (2010 on)": Fit(every - before, 5, 128, 0.1)},
+        hint="fit on games_tourney_train (the seasons before 2010) only: a model that has seen the "
+             "test seasons makes its test error look better than it is")
 
 
 @grades("stacked-model", points=1)

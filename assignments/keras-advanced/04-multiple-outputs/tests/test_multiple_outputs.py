@@ -5,6 +5,7 @@ from conftest import best_win_weight
 
 from autograders import grades
 from autograders.checks import (
+    Hidden,
     check_array,
     check_metric,
     check_model,
@@ -13,6 +14,7 @@ from autograders.checks import (
     compute_metric,
     dense,
     fail,
+    from_student,
 )
 
 REG_CLASS_LOSSES = ["mean_absolute_error", "binary_crossentropy"]
@@ -20,7 +22,8 @@ REG_CLASS_LOSSES = ["mean_absolute_error", "binary_crossentropy"]
 
 def _kernel_and_bias(model):
     layer = check_model(model).layer(-1).has_kernel_shape((1, 2)).keras_layer
-    weights = layer.get_weights()
+    with from_student("reading the output layer's weights"):
+        weights = layer.get_weights()
     if len(weights) != 2:
         fail("the output layer has no bias", measured="no bias", expected="use_bias=True",
              hint="the two scores need an intercept each: keep the Dense layer's bias")
@@ -28,7 +31,8 @@ def _kernel_and_bias(model):
 
 
 def _two_outputs(model, x):
-    predictions = model.predict(x, verbose=0, batch_size=4096)
+    with from_student("predicting with the model"):
+        predictions = model.predict(x, verbose=0, batch_size=4096)
     if not isinstance(predictions, list | tuple) or len(predictions) != 2:
         fail("the model does not return two outputs", measured=type(predictions).__name__,
              expected="[score_diff, win probability]",
@@ -39,7 +43,8 @@ def _two_outputs(model, x):
 def _win_logits(model, margin):
     """The sigmoid layer's input for the predicted margins: Keras computes its cross-entropy from
     these logits (without clipping the probabilities), and so does the check."""
-    weights = check_model(model).layer(-1).keras_layer.get_weights()
+    with from_student("reading the last layer's weights"):
+        weights = check_model(model).layer(-1).keras_layer.get_weights()
     logits = margin * float(np.ravel(weights[0])[0])
     return logits + float(np.ravel(weights[1])[0]) if len(weights) > 1 else logits
 
@@ -52,8 +57,9 @@ def _log_loss_from_logits(logits, won):
 def _regclass_weights(model):
     check_model(model).layers(dense(1, "linear"), dense(1, "sigmoid"))
     first, second = check_model(model).layer(0).keras_layer, check_model(model).layer(1).keras_layer
-    return (np.asarray(first.get_weights()[0], np.float64).ravel(),
-            float(second.get_weights()[0][0, 0]))
+    with from_student("reading the two layers' weights"):
+        return (np.asarray(first.get_weights()[0], np.float64).ravel(),
+                float(np.ravel(second.get_weights()[0])[0]))
 
 
 # --- two scores ------------------------------------------------------------------------------
@@ -63,7 +69,7 @@ def _regclass_weights(model):
 def test_score_architecture(model):
     """One input (seed_diff), one Dense layer with two linear units: (score_1, score_2)."""
     check_model(model).has_input_shape((None, 1)).has_output_shape((None, 2)).layers(
-        dense(2, "linear")).has_params(total=4)
+        dense(2, "linear")).has_params(total=Hidden(4))
 
 
 @grades("score-model", points=1)
@@ -123,12 +129,13 @@ def test_regclass_layers(model):
 @grades("regclass-model", points=1)
 def test_regclass_parameter_count(model):
     """Two weights, then one: no biases."""
-    check_model(model).has_params(total=3, trainable=3)
+    check_model(model).has_params(total=Hidden(3), trainable=Hidden(3))
 
 
 @grades("regclass-model", points=1)
 def test_regclass_compiled(model):
-    """One loss per output, in the order of the outputs, and Adam with a rate of 0.01."""
+    """One loss per output (a list in the order of the outputs, or a dict keyed by output name),
+    and Adam with a rate of 0.01."""
     check_model(model).is_compiled_with(loss=REG_CLASS_LOSSES, optimizer="adam",
                                         learning_rate=0.01)
 
@@ -178,9 +185,9 @@ def test_evaluate_values(model, arrays, test_games):
     margin, _ = _two_outputs(model, test_games[["seed_diff", "pred"]].to_numpy("float32"))
     mae = compute_metric(test_games["score_diff"].to_numpy(), margin, "mae")
     log_loss = _log_loss_from_logits(_win_logits(model, margin), test_games["won"].to_numpy())
-    check_value(losses[0], "test_losses[0], the total loss").close_to(mae + log_loss, rtol=2e-3)
-    check_value(losses[1], "test_losses[1], the MAE of score_diff").close_to(mae, rtol=0.05)
-    check_value(losses[2], "test_losses[2], the log-loss of won").close_to(log_loss, rtol=0.05)
+    check_value(losses[0], "test_losses[0], the total loss").close_to(Hidden(mae + log_loss), rtol=2e-3)
+    check_value(losses[1], "test_losses[1], the MAE of score_diff").close_to(Hidden(mae), rtol=0.05)
+    check_value(losses[2], "test_losses[2], the log-loss of won").close_to(Hidden(log_loss), rtol=0.05)
 
 
 @grades("regclass-evaluation", points=1)
@@ -202,5 +209,5 @@ def test_win_probability_by_hand(model, arrays):
     """sigmoid(w * 1) and sigmoid(w * 10) with the model's last weight w."""
     _, w = _regclass_weights(model)
     for name, margin in (("p_win_1", 1.0), ("p_win_10", 10.0)):
-        check_value(arrays[name], name).close_to(1 / (1 + np.exp(-w * margin)), rtol=1e-4,
+        check_value(arrays[name], name).close_to(Hidden(1 / (1 + np.exp(-w * margin))), rtol=1e-4,
                                                  atol=1e-6)
