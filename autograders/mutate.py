@@ -129,20 +129,25 @@ def _keyword(call: ast.Call, name: str) -> ast.keyword | None:
     return next((k for k in call.keywords if k.arg == name), None)
 
 
+def _arguments(source: str, call: ast.Call, without: ast.keyword | None = None) -> list[str]:
+    """A call's arguments as source text, optionally without one keyword."""
+    args = [_segment(source, a) for a in call.args]
+    return args + [f"{k.arg}={_segment(source, k.value)}" if k.arg else f"**{_segment(source, k.value)}"
+                   for k in call.keywords if k is not without]
+
+
+def _rewrite_call(source: str, call: ast.Call, arguments: list[str], description: str) -> Change:
+    start, end = _span(call)
+    return Change(start, end, f"{_segment(source, call.func)}({', '.join(arguments)})", description)
+
+
 def _drop_keyword(source: str, call: ast.Call, keyword: ast.keyword, description: str) -> Change:
     """Rewrite the whole call without one keyword argument."""
-    args = [_segment(source, a) for a in call.args]
-    args += [f"{k.arg}={_segment(source, k.value)}" if k.arg else f"**{_segment(source, k.value)}"
-             for k in call.keywords if k is not keyword]
-    start, end = _span(call)
-    return Change(start, end, f"{_segment(source, call.func)}({', '.join(args)})", description)
+    return _rewrite_call(source, call, _arguments(source, call, without=keyword), description)
 
 
 def _add_keyword(source: str, call: ast.Call, text: str, description: str) -> Change:
-    inner = [_segment(source, a) for a in call.args] + [
-        f"{k.arg}={_segment(source, k.value)}" if k.arg else f"**{_segment(source, k.value)}" for k in call.keywords]
-    start, end = _span(call)
-    return Change(start, end, f"{_segment(source, call.func)}({', '.join([*inner, text])})", description)
+    return _rewrite_call(source, call, [*_arguments(source, call), text], description)
 
 
 def _str_keyword(call: ast.Call, name: str) -> ast.Constant | None:
