@@ -11,7 +11,11 @@ why, using the cell status the executor recorded (for example the exception the 
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -80,16 +84,19 @@ class Submission:
         except UntrustedFileError as exc:
             raise CheckFailure(f"the export '{Path(path).name}' is corrupt and cannot be read: {exc}") from None
 
-    def _local_copy(self, path: Path) -> Path:
+    @contextmanager
+    def _local_copy(self, path: Path) -> Iterator[Path]:
         """A private copy of an archive artifact (read safely, capped) for libraries that want a path:
-        they never open anything in the folder the student wrote."""
-        import tempfile
-
-        target = Path(tempfile.mkdtemp(prefix="artifact-")) / Path(path).name
-        if not copy_out(self.root, self._relative(path), target, MAX_ARTIFACT_BYTES):
-            self._read(path)  # says why it was refused
-            raise CheckFailure(f"artifact '{Path(path).name}' was refused")
-        return target
+        they never open anything in the folder the student wrote. Removed once loaded."""
+        folder = Path(tempfile.mkdtemp(prefix="artifact-"))
+        try:
+            target = folder / Path(path).name
+            if not copy_out(self.root, self._relative(path), target, MAX_ARTIFACT_BYTES):
+                self._read(path)  # says why it was refused
+                raise CheckFailure(f"artifact '{Path(path).name}' was refused")
+            yield target
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _cell_problem(self, grade_id: str) -> str:
         status = self.cells.get(grade_id)
@@ -149,7 +156,8 @@ class Submission:
             return entry.get("value")
         file = Path("artifacts") / grade_id / str(entry.get("file", ""))
         if kind == "model":
-            return _load_model(self._local_copy(file), name)
+            with self._local_copy(file) as copy:
+                return _load_model(copy, name)
         if kind == "history":
             data = self._json(file)
             history = data.get("history", {}) if isinstance(data, dict) else {}
@@ -166,13 +174,14 @@ class Submission:
 
             return pd.read_json(io.StringIO(self._read(file).decode("utf-8", errors="replace")), orient="table")
         if kind == "array":
-            return _load_array(self._local_copy(file), name)
+            with self._local_copy(file) as copy:
+                return _load_array(copy, name)
         if kind == "weights":
             count = entry.get("count")
             if not isinstance(count, int) or not 0 < count <= MAX_WEIGHT_ARRAYS:
                 raise CheckFailure(f"the weight list '{name}' is corrupt and cannot be read")
-            copy = self._local_copy(file)
-            return [_load_array(copy, f"{name}__{index}") for index in range(count)]
+            with self._local_copy(file) as copy:
+                return [_load_array(copy, f"{name}__{index}") for index in range(count)]
         raise CheckFailure(f"'{name}' is a {entry.get('type')}, which the grader cannot read",
                            hint="export numbers, arrays, DataFrames, Keras models or training histories")
 

@@ -57,12 +57,14 @@ class Limits:
 
 @dataclass
 class Mistake:
-    """A deliberately wrong solution: text edits on the reference, and the checks it must lose."""
+    """A deliberately wrong solution: text edits on the reference, the checks it must lose, and
+    the audits it must raise for the instructor (``flags``: what no check can fairly take points for)."""
 
     id: str
     description: str
     edits: list[dict[str, str]]
     loses: list[str]
+    flags: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -124,8 +126,8 @@ class Assignment:
 
     @property
     def mistakes(self) -> list[Mistake]:
-        return [Mistake(m["id"], m.get("description", ""), m.get("edits", []), list(m.get("loses", [])))
-                for m in self.config.get("mistakes", [])]
+        return [Mistake(m["id"], m.get("description", ""), m.get("edits", []), list(m.get("loses", [])),
+                        list(m.get("flags", []))) for m in self.config.get("mistakes", [])]
 
     def thresholds(self, *, calibrating: bool = False) -> dict[str, Threshold]:
         """Named thresholds; while calibrating they let everything through and only record."""

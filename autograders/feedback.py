@@ -30,7 +30,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -217,6 +217,8 @@ def local_time(when: str | datetime | None) -> str:
         moment = when if isinstance(when, datetime) else datetime.fromisoformat(str(when))
     except ValueError:
         return "unknown time"
+    if moment.tzinfo is None:  # every time deepgrade records is UTC; a naive one lost its zone in a database
+        moment = moment.replace(tzinfo=UTC)
     zone, name = course_timezone()
     local = moment.astimezone(zone)
     label = local.tzname() or ""

@@ -394,6 +394,12 @@ class RecordInGradebook(Step):
                                f"policy: {g.assignment.score_policy}); this one was not recorded there")
 
 
+def feedback_env() -> dict[str, str]:
+    """What the page depends on from the grader's environment, sent with each request: the shared
+    check server keeps the environment it was started with."""
+    return {k: os.environ[k] for k in ("DEEPGRADE_TIMEZONE",) if k in os.environ}
+
+
 class WriteFeedback(Step):
     """The page, rendered in a trusted fork with the checker's limits and its own deadline; if
     that fails, a plain page with the checks alone (the student always gets one)."""
@@ -411,7 +417,7 @@ class WriteFeedback(Step):
             try:
                 run = run_trusted(g, {"call": "autograders.feedback:write_feedback",
                                       "kwargs": {"workdir": str(g.workdir), "assignment": str(g.assignment.path)}},
-                                  {}, min(FEEDBACK_TIME, g.time_left()))
+                                  feedback_env(), min(FEEDBACK_TIME, g.time_left()))
                 if run.returncode != 0:
                     problem = f"rendering it failed ({(run.output.strip().splitlines() or ['no output'])[-1][:200]})"
             except subprocess.TimeoutExpired:

@@ -110,38 +110,46 @@ class Verdict:
     detail: str
 
 
+def flagged_audits(result: dict[str, Any]) -> set[str]:
+    return {f.get("check", "") for f in result.get("flags", []) if isinstance(f, dict)}
+
+
 def _judge(assignment: Assignment, job: Job) -> Verdict:
     r = job.result
     score, top = r.get("score", 0.0), r.get("max_score", 0.0)
     failed = failed_checks(r)
     crashed = crashed_checks(r)
+    flagged = flagged_audits(r)
     if r.get("status") == "graded" and crashed:
         return Verdict(job.label, False, score, top,
                        f"checks crashed instead of failing: {', '.join(sorted(crashed))}")
     if r.get("status") != "graded":
         return Verdict(job.label, job.label == "blank" and score == 0, score, top, r.get("message", ""))
-    if job.label.startswith("reference"):
+    if job.label.startswith("reference") or job.label.startswith("rewrite "):
         problems = list(r.get("problems", []))
-        sums = {}
-        for c in r.get("checks", []):
-            sums[c["grade_id"]] = sums.get(c["grade_id"], 0.0) + c["points"]
-        for gid, cell in r.get("grade_cells", {}).items():
-            if abs(sums.get(gid, 0.0) - cell["max_score"]) > 1e-9:
-                problems.append(f"grade cell '{gid}' is worth {cell['max_score']:g} but its checks add up to "
-                                f"{sums.get(gid, 0.0):g}")
+        if flagged:  # an honest notebook must never raise a doubt about its author
+            problems.append(f"flagged by {', '.join(sorted(flagged))}")
+        if job.label.startswith("reference"):
+            sums = {}
+            for c in r.get("checks", []):
+                sums[c["grade_id"]] = sums.get(c["grade_id"], 0.0) + c["points"]
+            for gid, cell in r.get("grade_cells", {}).items():
+                if abs(sums.get(gid, 0.0) - cell["max_score"]) > 1e-9:
+                    problems.append(f"grade cell '{gid}' is worth {cell['max_score']:g} but its checks add up to "
+                                    f"{sums.get(gid, 0.0):g}")
         ok = not failed and not problems and top > 0 and score == top
-        detail = "; ".join(problems) or (f"failed: {', '.join(sorted(failed))}" if failed else "full marks")
+        detail = "; ".join(problems + ([f"lost {', '.join(sorted(failed))}"] if failed else [])) or "full marks"
         return Verdict(job.label, ok, score, top, detail)
     if job.label == "blank":
         return Verdict(job.label, score == 0, score, top, "zero" if score == 0 else "blank scored points")
-    if job.label.startswith("rewrite "):
-        ok = not failed and top > 0 and score == top
-        return Verdict(job.label, ok, score, top, "full marks" if ok else f"lost {', '.join(sorted(failed))}")
     mistake = next(m for m in assignment.mistakes if f"mistake {m.id}" == job.label)
-    expected = set(mistake.loses)
-    ok = failed == expected
-    detail = "lost exactly " + ", ".join(sorted(failed)) if ok else (
+    expected, expected_flags = set(mistake.loses), set(mistake.flags)
+    ok = failed == expected and flagged == expected_flags
+    detail = "lost exactly " + ", ".join(sorted(failed)) if failed == expected else (
         f"lost {sorted(failed)}; expected {sorted(expected)}")
+    if flagged or expected_flags:
+        detail += "; flagged " + (", ".join(sorted(flagged)) or "nothing") + (
+            "" if flagged == expected_flags else f" (expected {', '.join(sorted(expected_flags)) or 'nothing'})")
     return Verdict(job.label, ok, score, top, detail)
 
 

@@ -411,7 +411,11 @@ class CourseStore:
 
     def submission(self, submission_id: int) -> Submission | None:
         with self.session() as db:
-            return db.get(Submission, submission_id)
+            row = db.get(Submission, submission_id)
+            if row is not None:  # SQLite hands back naive times: they are UTC
+                row.submitted_at = _utc(row.submitted_at)
+                db.expunge(row)
+            return row
 
     def add_feedback(self, submission_id: int, notebook: str, html: bytes) -> None:
         with self.session.begin() as db:

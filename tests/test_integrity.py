@@ -76,3 +76,37 @@ def test_a_model_trained_on_the_hidden_rows_is_flagged(digits) -> None:
     cheat = _trained(np.concatenate([public[0], hidden[0]] * 3), np.concatenate([public[1], hidden[1]] * 3))
     with pytest.raises(CheckFailure, match="suspicious: trained on held-out data"):
         check_provenance(cheat, public, hidden, **audit)
+
+
+def _assignment_test(assignment: str, name: str, monkeypatch: pytest.MonkeyPatch):
+    """One check function of an assignment's autograder, loaded from its file (beside its conftest)."""
+    import importlib.util
+
+    from autograders.assignment import Assignment
+
+    folder = Assignment.load(assignment).path / "tests"
+    monkeypatch.syspath_prepend(str(folder))
+    path = next(p for p in folder.glob("test_*.py"))
+    spec = importlib.util.spec_from_file_location(f"answers_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
+@pytest.mark.parametrize(("assignment", "check", "kwargs", "answer"), [
+    ("keras-intro/01-introducing-keras", "test_count_answer", {"arrays": {"n_params": 25}}, "26"),
+    ("keras-advanced/01-functional-api", "test_parameter_answer", {"arrays": {"n_params": 3}}, "2"),
+    ("keras-advanced/03-three-inputs", "test_parameters_answer", {"arrays": {"n_params": 7}, "n_teams": 10}, "14"),
+    ("keras-advanced/03-three-inputs", "test_inputs_answer", {"arrays": {"n_inputs": 2}}, "3"),
+    ("dl-python/04-fine-tuning", "test_capacity_params", {"arrays": {"capacity_params": np.array([1.0, 2, 3])}},
+     "132"),
+])
+def test_a_wrong_answer_is_told_so_without_the_answer(assignment: str, check: str, kwargs: dict, answer: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Answers the student must compute (a parameter count, how many inputs) are compared, never shown."""
+    import re
+
+    with pytest.raises(CheckFailure) as failure:
+        _assignment_test(assignment, check, monkeypatch)(**kwargs)
+    shown = f"{failure.value} | {failure.value.expected} | {failure.value.hint}"
+    assert not re.search(rf"(?<![\d.]){answer}(?![\d])", shown), shown

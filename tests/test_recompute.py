@@ -6,6 +6,8 @@ history, a plain dict, a run that never reset its weights), on tiny real Keras m
 
 from __future__ import annotations
 
+import tempfile
+
 import numpy as np
 import pytest
 
@@ -57,8 +59,9 @@ def test_claim_agrees_within_band_and_says_both_numbers():
     assert check_claim([[0.5], [0.6]], "accs").agrees_with([0.5, 0.6], atol=1e-9).shape == (2,)
 
 
-def test_predictions_must_be_the_models(trained):
+def test_predictions_must_be_the_models(trained, orbit):
     model, _ = trained
+    model.predict(orbit[0], verbose=0)  # an earlier check predicted (n, 1) batches with this model object
     minutes = np.arange(-3, 4, dtype="float32")
     honest = model.predict(np.arange(-3, 4), verbose=0)  # the notebook predicts on integers
     assert check_predictions(honest, model, minutes, "orbit").shape == (7, 1)
@@ -144,9 +147,13 @@ def test_batch_statistics_replace_unwarmed_running_averages():
 def test_weight_lists_and_history_params_survive_the_export(tmp_path, monkeypatch, trained):
     model, history = trained
     monkeypatch.setenv(EXPORT_DIR_ENV, str(tmp_path / "artifacts"))
-    export("cell", initial_weights=model.get_weights(), history=history, claimed={"loss": [1.0, 0.5]})
+    export("cell", initial_weights=model.get_weights(), model=model, history=history, claimed={"loss": [1.0, 0.5]})
     submission = Submission(tmp_path)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "checker-tmp"))
+    (tmp_path / "checker-tmp").mkdir()
     weights = submission.get("cell", "initial_weights", expect="weights")
+    assert submission.get("cell", "model", expect="model").count_params() == model.count_params()
+    assert not list((tmp_path / "checker-tmp").iterdir()), "the private copies of archives are removed once loaded"
     assert [w.shape for w in weights] == [w.shape for w in model.get_weights()]
     assert weight_distance(weights, model.get_weights()) == 0.0
     assert submission.get("cell", "history", expect="history").params["epochs"] == 15

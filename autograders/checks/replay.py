@@ -169,7 +169,12 @@ def check_claim(claimed: Any, name: str) -> ClaimCheck:
 
 
 def predict(model: Any, x: Any) -> np.ndarray:
-    """``model.predict(x)`` as float64, a failure with a message if the student's model cannot."""
+    """``model.predict(x)`` as float64, a failure with a message if the student's model cannot. A
+    column of single values is given as the (n, 1) batch a one-input model expects: Keras accepts
+    both, but one model object traced on one shape can refuse the other."""
+    shape = getattr(model, "input_shape", None)
+    if isinstance(x, np.ndarray) and x.ndim == 1 and isinstance(shape, tuple) and shape[1:] == (1,):
+        x = x.reshape(-1, 1)
     with from_student("predicting with your model"):
         return np.asarray(model.predict(x, verbose=0), dtype=np.float64)
 

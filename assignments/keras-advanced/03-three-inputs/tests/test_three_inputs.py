@@ -6,6 +6,7 @@ from conftest import TEST_FROM, stacked_inputs
 from autograders import grades
 from autograders.checks import (
     CheckFailure,
+    Hidden,
     check_array,
     check_history,
     check_metric,
@@ -54,7 +55,7 @@ def test_dense_has_four_parameters(model):
 @grades("three-input-model", points=1)
 def test_total_parameters(model, n_teams):
     """The shared lookup (n_teams) plus the Dense layer (4)."""
-    check_model(model).has_params(total=n_teams + 4, trainable=n_teams + 4)
+    check_model(model).has_params(total=Hidden(n_teams + 4), trainable=Hidden(n_teams + 4))
 
 
 @grades("three-input-model", points=1)
@@ -65,17 +66,17 @@ def test_strength_model_is_shared(model):
 
 @grades("model-questions", points=1)
 def test_inputs_answer(arrays):
-    check_value(arrays["n_inputs"], "n_inputs").equals(3)
+    check_value(arrays["n_inputs"], "n_inputs").equals(Hidden(3))
 
 
 @grades("model-questions", points=1)
 def test_outputs_answer(arrays):
-    check_value(arrays["n_outputs"], "n_outputs").equals(1)
+    check_value(arrays["n_outputs"], "n_outputs").equals(Hidden(1))
 
 
 @grades("model-questions", points=1)
 def test_parameters_answer(arrays, n_teams):
-    check_value(arrays["n_params"], "n_params").equals(n_teams + 4)
+    check_value(arrays["n_params"], "n_params").equals(Hidden(n_teams + 4))
 
 
 @grades("model-questions", points=1)

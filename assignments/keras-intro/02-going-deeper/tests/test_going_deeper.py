@@ -4,16 +4,25 @@ import numpy as np
 
 from autograders import grades
 from autograders.checks import (
+    CheckFailure,
     check_array,
     check_frame,
     check_history,
+    check_history_fits_model,
+    check_is_history,
     check_metric,
     check_model,
+    check_predictions,
     check_value,
     compute_metric,
     dense,
     fail,
 )
+
+# Exported histories and predictions are claims, checked against the exported model (see "Recompute,
+# don't trust" in the instructors' guide). The last epoch's loss differs from the trained model's loss
+# on the training data by a small factor; a made-up curve or another run's differs by far more.
+HISTORY_RATIO, HISTORY_ATOL = 3.0, 0.1
 
 ONE_HOT_HINT = (
     "the labels are integers but the loss is categorical cross-entropy: one-hot them with "
@@ -144,22 +153,38 @@ def test_darts_hidden_accuracy(model, darts, thresholds):
 
 
 @grades("darts-training", points=1)
-def test_darts_history(history):
-    """30 epochs; the loss falls and the accuracy rises."""
+def test_darts_history(history, model, darts):
+    """30 epochs of this model's training; the loss falls and the accuracy rises."""
+    check_history_fits_model(history, model, darts.train, epochs=30, ratio=HISTORY_RATIO, atol=HISTORY_ATOL)
     check_history(history, "loss").has_epochs(30).is_finite().decreases()
     check_history(history, "accuracy").increases()
 
 
-@grades("darts-predictions", points=1)
-def test_darts_probabilities(arrays):
-    """preds: 4 probabilities for each of the 5 small-test throws, summing to 1."""
-    check_array(arrays["preds"], "preds").has_shape((5, 4)).all_between(0, 1).sums_to(1.0, axis=1)
-
-
-@grades("darts-predictions", points=1)
-def test_darts_chosen(arrays):
-    """preds_chosen: the most likely player of each throw, np.argmax along axis 1."""
+def _darts_predictions(arrays, submission, darts):
+    """The exported preds, which must be what the darts model predicts for the small test: the
+    trained one, or (when training failed, a mistake scored elsewhere) the one exported before."""
     preds = check_array(arrays["preds"], "preds").has_shape((5, 4)).array
+    failure = None
+    for cell in ("darts-training", "darts-model"):
+        try:
+            model = submission.get(cell, "model", expect="model")
+            return check_predictions(preds, model, darts.small_test[0], "preds")
+        except CheckFailure as problem:
+            failure = failure or problem
+    raise failure
+
+
+@grades("darts-predictions", points=1)
+def test_darts_probabilities(arrays, submission, darts):
+    """preds: 4 probabilities for each of the 5 small-test throws, summing to 1, from the model."""
+    check_array(arrays["preds"], "preds").has_shape((5, 4)).all_between(0, 1).sums_to(1.0, axis=1)
+    _darts_predictions(arrays, submission, darts)
+
+
+@grades("darts-predictions", points=1)
+def test_darts_chosen(arrays, submission, darts):
+    """preds_chosen: the most likely player of each throw, np.argmax along axis 1."""
+    preds = _darts_predictions(arrays, submission, darts)
     chosen = check_array(arrays["preds_chosen"], "preds_chosen").array
     if chosen.shape != (5,):
         fail(
@@ -198,8 +223,9 @@ def test_irrigation_hidden_accuracy(model, irrigation, thresholds):
 
 
 @grades("irrigation-model", points=1)
-def test_irrigation_history(history):
-    """10 epochs with validation data and the binary accuracy; both losses fall."""
+def test_irrigation_history(history, model, irrigation):
+    """10 epochs of this model's training with validation data and the binary accuracy; both
+    losses fall."""
     if "val_binary_accuracy" not in history and "val_accuracy" in history:
         fail(
             "the history has 'val_accuracy' but no 'val_binary_accuracy'",
@@ -210,6 +236,8 @@ def test_irrigation_history(history):
             "metrics=['binary_accuracy']",
         )
     check_history(history, "val_binary_accuracy")
+    check_history_fits_model(history, model, irrigation.train, epochs=10, ratio=HISTORY_RATIO,
+                             atol=HISTORY_ATOL)
     check_history(history, "val_loss").has_epochs(10).is_finite().decreases()
     check_history(history, "loss").decreases()
 
@@ -220,6 +248,7 @@ def test_irrigation_history(history):
 @grades("callbacks", points=1)
 def test_early_stopping(history):
     """EarlyStopping on val_accuracy with patience 3 ended the run 3 epochs after the best one."""
+    check_is_history(history, "callback_history")
     val = check_history(history, "val_accuracy").is_finite().values
     epochs, best = len(val), int(np.argmax(val)) + 1
     if epochs >= 100:
