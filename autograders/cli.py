@@ -237,22 +237,26 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from autograders.calibrate import CalibrationError, calibrate
+    from autograders.validate import rewrites
 
     assignment = Assignment.load(args.assignment)
     with _progress() as progress:
-        task = progress.add_task(f"calibrate {assignment.id}", total=args.seeds + len(assignment.mistakes))
+        task = progress.add_task(f"calibrate {assignment.id}",
+                                 total=args.seeds + len(rewrites(assignment)) + len(assignment.mistakes))
         try:
             specs = calibrate(assignment, args.seeds, args.workers, on_done=lambda _job, t=task: progress.advance(t))
         except CalibrationError as exc:
             console.print(f"[red]calibration failed: {exc}[/]")
             return 1
     table = Table(title=f"thresholds of {assignment.id} ({args.seeds} seeds)")
-    for column in ("threshold", "direction", "reference values", "chosen", "planted mistakes"):
+    for column in ("threshold", "direction", "correct runs", "chosen", "false fails (95 % bound)",
+                   "planted mistakes"):
         table.add_column(column, overflow="fold")
     for key, spec in specs.items():
-        table.add_row(key, spec["direction"], ", ".join(f"{v:.4g}" for v in spec["reference"]["values"]),
-                      f"{spec['value']:.4g}", ", ".join(f"{k}={v:.4g}" if v is not None else f"{k}=–"
-                                                        for k, v in spec["broken"].items()))
+        runs = spec["reference"]["values"]
+        table.add_row(key, spec["direction"], f"{len(runs)}: {min(runs):.4g} to {max(runs):.4g}",
+                      f"{spec['value']:.4g}", f"≤ {spec['reference']['false_fail']['bound']:.2%}",
+                      ", ".join(f"{k}={v:.4g}" if v is not None else f"{k}=–" for k, v in spec["broken"].items()))
     console.print(table)
     console.print(f"written to {assignment.path / 'assignment.yaml'}")
     return 0
@@ -401,9 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="also write the comparison as JSON")
     p.set_defaults(func=cmd_replay)
 
-    p = sub.add_parser("calibrate", help="measure the reference over seeds and write thresholds")
+    p = sub.add_parser("calibrate", help="measure the reference over seeds and write thresholds with false-fail "
+                                         "bounds of at most 1 %%")
     p.add_argument("assignment")
-    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--seeds", type=int, default=20, help="reference seeds (default 20)")
     p.add_argument("--workers", type=int, default=2)
     p.set_defaults(func=cmd_calibrate)
 

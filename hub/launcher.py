@@ -101,7 +101,7 @@ def bootstrap_instructor(settings: HubSettings) -> str | None:
     return password
 
 
-STOP_GRACE = 6.0  # seconds JupyterHub gets to stop servers, services and proxy before the rest is killed
+STOP_GRACE = 15.0  # seconds JupyterHub gets to stop servers, services (one after another) and proxy, then it is killed
 PR_SET_CHILD_SUBREAPER = 36
 
 

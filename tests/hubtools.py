@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -23,12 +24,16 @@ PASSWORD = "correct-horse-battery"
 
 
 def free_port_block(size: int) -> int:
-    """First port of ``size`` consecutive free ports."""
+    """First port of ``size`` consecutive free ports, below the kernel's ephemeral range.
+
+    A port the kernel handed out for port 0 can be handed out again to any process's next outgoing
+    connection or kernel before our hub binds it; ports below the ephemeral range are never handed out.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
     for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + size < 65000 and all(_free(base + i) for i in range(size)):
+        base = rng.randrange(10000, low - size)
+        if all(_free(base + i) for i in range(size)):
             return base
     raise RuntimeError("no block of free ports")
 

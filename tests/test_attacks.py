@@ -525,10 +525,10 @@ def test_injected_keras_config_is_refused_and_never_run(attack: dict) -> None:
     assert not (attack["markers"] / "config").exists()
     check = _check(result, "test_meteor_architecture")
     assert not check["passed"] and "cannot be loaded safely" in check["message"], check
-    # only the history, a plain JSON file, still counts
-    assert _cell_scores(result) == {"hello-nets": 0, "counting": 1, "build-as-shown": 0, "meteor-model": 1,
+    # the history is a claim that counts only against a model that loads, so only the typed answer scores
+    assert _cell_scores(result) == {"hello-nets": 0, "counting": 1, "build-as-shown": 0, "meteor-model": 0,
                                     "meteor-predictions": 0}
-    assert result["score"] == 2 and result["status"] == "graded"
+    assert result["score"] == 1 and result["status"] == "graded"
 
 
 # -- resource limits -----------------------------------------------------------------------------

@@ -101,10 +101,12 @@ def test_docker_blocks_network_hides_files_and_keeps_the_root_read_only(sandbox,
 
 
 def test_memory_bomb_is_killed_and_recorded(sandbox, tmp_path: Path) -> None:
-    # Like a notebook kernel: the child dies, the runner that started it lives on.
-    code = ("import subprocess, sys\n"
+    # Like a notebook kernel: the child dies, the runner that started it lives on (for a second: the
+    # cgroup's high-water mark is read while the container runs, and docker removes it when it stops).
+    code = ("import subprocess, sys, time\n"
             "bomb = 'b = []\\nwhile True: b.append(bytearray(10**7))'\n"
-            "print('child', subprocess.run([sys.executable, '-c', bomb]).returncode)\n")
+            "print('child', subprocess.run([sys.executable, '-c', bomb]).returncode)\n"
+            "time.sleep(1)\n")
     run = sandbox.run([sys.executable, "-c", code], workdir=tmp_path, readonly=[], env={}, timeout=60,
                       limits=Limits(memory=200))
     assert "child -9" in run.stdout, run.stderr

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from autograders.checks.base import fail, from_student
+from autograders.checks.base import fail, from_student, record_metric
 from autograders.checks.convergence import HistoryCheck, _history_dict, fresh_copy, training_setup
 
 NOT_A_HISTORY_HINT = ("export what model.fit(...) returns (history = model.fit(...)): a dict of numbers typed or "
@@ -136,7 +136,8 @@ class ClaimCheck:
     def agrees_with(self, recomputed: Any, *, atol: float, rtol: float = 0.0, what: str = "the checker's re-run",
                     hint: str = "") -> np.ndarray:
         """Every claimed value within ``atol + rtol * |recomputed|`` of the recomputation; returns the
-        recomputation. The message shows both, so a student sees where the run disagrees."""
+        recomputation. The message shows both, so a student sees where the run disagrees. An ``atol``
+        from ``thresholds[...]`` is calibrated like any threshold: the largest gap is recorded."""
         expected = _as_float_array(recomputed, f"{what} of {self.name}")
         if self.array.size == expected.size and self.array.shape != expected.shape:
             claimed = self.array.reshape(expected.shape)  # a squeezable shape is the same claim
@@ -145,7 +146,10 @@ class ClaimCheck:
         if claimed.shape != expected.shape:
             fail(f"{self.name} has shape {claimed.shape}; {what} gives {expected.shape}",
                  measured=str(claimed.shape), expected=str(expected.shape), hint=hint)
-        bad = ~(np.abs(claimed - expected) <= atol + rtol * np.abs(expected))
+        gap = np.abs(claimed - expected)
+        if np.isfinite(gap).all() and gap.size:  # a calibrated band (a Threshold) learns its honest spread
+            record_metric(atol, float(gap.max()))
+        bad = ~(gap <= atol + rtol * np.abs(expected))
         if bad.any():
             worst = int(np.argmax(np.where(bad, np.nan_to_num(np.abs(claimed - expected), nan=np.inf), -1)))
             fail(f"{self.name} does not match {what}: {_short(claimed)} against {_short(expected)} "

@@ -15,6 +15,7 @@ page is served under the same sandbox policy as the exchange serves it to the st
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -228,7 +229,8 @@ def main() -> None:
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10110"))
     HTTPServer(make_app(course)).listen(url.port or 80, url.hostname or "127.0.0.1")
     log.info("dashboard of %s listening on %s", course, url.geturl())
-    IOLoop.current().start()
+    with contextlib.suppress(KeyboardInterrupt):  # the hub stops its services with SIGINT
+        IOLoop.current().start()
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ runs on a small thread pool, off the event loop, so one upload never stalls othe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -335,7 +336,8 @@ def main() -> None:
     server = HTTPServer(make_app(store, queue=queue, limits=limits), max_body_size=limits.stream_bytes)
     server.listen(parsed.port or 80, parsed.hostname or "127.0.0.1")
     log.info("exchange listening on %s", url)
-    IOLoop.current().start()
+    with contextlib.suppress(KeyboardInterrupt):  # the hub stops its services with SIGINT
+        IOLoop.current().start()
 
 
 if __name__ == "__main__":
