@@ -1,4 +1,4 @@
-"""Formative checks: an exercise's public checks, run while the student works, counted nowhere.
+"""Formative checks: an exercise's public checks, run while the student works, never graded.
 
 An author marks a check public with ``@grades("cell", points=1, public=True, hints=(...))``.
 Only checks over the student's own exported objects may be public (``PUBLIC_FIXTURES``): no
@@ -15,6 +15,9 @@ In the student's notebook:
   and what to try;
 - ``hint("exercise")`` prints the next, more specific hint for the first check not passing yet.
 
+Each ``check()`` and ``hint()`` is reported, best effort, to the exchange, so the instructor's
+dashboard shows how much the class practised before submitting; nothing of it reaches a grade.
+
 This module is imported in student kernels: it stays light (no pytest, no TensorFlow).
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import json
 import os
 import shutil
@@ -42,6 +46,7 @@ CHECKS_FILE = "public_checks.py"
 HINTS_FILE = "hints.json"
 CHECK_TIMEOUT = 180  # seconds: a cold TensorFlow import takes ~12 s, a check far less
 SEARCH_UP = 3  # folders above the notebook's where a release's checks folder may lie
+PRACTICE_REPORT_TIMEOUT = 2  # seconds: reporting a check to the course never holds the student up
 
 
 class PublicCheckError(ValueError):
@@ -150,8 +155,9 @@ def collect_public_checks(tests_dir: Path) -> tuple[str, list[PublicCheck]]:
     return header + "\n".join(imports) + "\n\n\n" + "\n\n\n".join(bodies) + "\n", checks
 
 
-def write_public_checks(tests_dir: Path, release_dir: Path) -> list[PublicCheck]:
-    """Put the public checks beside a released notebook (or remove stale ones when there are none)."""
+def write_public_checks(tests_dir: Path, release_dir: Path, assignment_id: str = "") -> list[PublicCheck]:
+    """Put the public checks beside a released notebook (or remove stale ones when there are none),
+    with the assignment's id, which a student's practice is reported under."""
     source, checks = collect_public_checks(tests_dir)
     folder = release_dir / RELEASE_FOLDER
     if not checks:
@@ -162,7 +168,8 @@ def write_public_checks(tests_dir: Path, release_dir: Path) -> list[PublicCheck]
     exercises: dict[str, list[dict[str, Any]]] = {}
     for c in checks:
         exercises.setdefault(c.exercise, []).append(asdict(c))
-    (folder / HINTS_FILE).write_text(json.dumps({"exercises": exercises}, indent=1, ensure_ascii=False) + "\n")
+    declared = {"assignment": assignment_id, "exercises": exercises}
+    (folder / HINTS_FILE).write_text(json.dumps(declared, indent=1, ensure_ascii=False) + "\n")
     return checks
 
 
@@ -180,13 +187,35 @@ def _release_folder() -> Path | None:
     return None
 
 
-def _declared(folder: Path) -> dict[str, list[dict[str, Any]]]:
+def _release_info(folder: Path) -> dict[str, Any]:
     try:
         data = json.loads((folder / HINTS_FILE).read_text())
     except (OSError, ValueError):
         return {}
-    exercises = data.get("exercises") if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
+def _declared(folder: Path) -> dict[str, list[dict[str, Any]]]:
+    exercises = _release_info(folder).get("exercises")
     return exercises if isinstance(exercises, dict) else {}
+
+
+def _report_practice(folder: Path, exercise: str, kind: str, passed: int | None = None,
+                     total: int | None = None) -> None:
+    """Tell the course that the student practised, for the instructor's dashboard. Best effort:
+    outside a hub (no exchange, no token) or with the exchange down, practice goes on unrecorded."""
+    url, token = os.environ.get("DEEPGRADE_EXCHANGE_URL"), os.environ.get("JUPYTERHUB_API_TOKEN")
+    course, _, assignment = str(_release_info(folder).get("assignment") or "").partition("/")
+    if not (url and token and course and assignment):
+        return
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/api/courses/{course}/assignments/{assignment}/practice", method="POST",
+        data=json.dumps({"exercise": exercise, "kind": kind, "passed": passed, "total": total}).encode(),
+        headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
+    with contextlib.suppress(OSError, ValueError):
+        urllib.request.urlopen(request, timeout=PRACTICE_REPORT_TIMEOUT).close()
 
 
 def _name(check: dict[str, Any]) -> str:
@@ -240,7 +269,8 @@ def _run_public_checks(folder: Path, exercise: str, objects: dict[str, Any]) -> 
 
 def check(exercise: str) -> None:
     """Run the public checks of ``exercise`` on what its export cell last handed over, and print
-    them. Practice only: nothing is recorded and nothing counts; submitting grades all checks."""
+    them. Practice only: it does not count toward the grade (submitting grades all checks); that
+    it ran, and how many checks passed, is reported to the course's dashboard."""
     from autograders.export import EXPORT_DIR_ENV, exported
 
     if os.environ.get(EXPORT_DIR_ENV):  # while grading, the grader runs every check itself
@@ -254,7 +284,7 @@ def check(exercise: str) -> None:
     result = _run_public_checks(known[0], exercise, exported[exercise])
     checks = [c for c in result.get("checks", []) if isinstance(c, dict)]
     passed = sum(bool(c.get("passed")) for c in checks)
-    print(f"{exercise}: {passed} of {len(checks)} public checks pass (practice: nothing is counted)")
+    print(f"{exercise}: {passed} of {len(checks)} public checks pass (practice: it does not count toward your grade)")
     for problem in result.get("problems", []):
         print(f"  ! {problem}")
     for c in checks:
@@ -266,6 +296,7 @@ def check(exercise: str) -> None:
             if c.get(key) not in (None, ""):
                 print(f"      {label}{_shown(c[key])}")
     _failing[exercise] = [str(c.get("id")) for c in checks if not c.get("passed")]
+    _report_practice(known[0], exercise, "check", passed, len(checks))
     if _failing[exercise]:
         print(f"  More help, one step at a time: hint({exercise!r})")
 
@@ -291,5 +322,6 @@ def hint(exercise: str) -> None:
     _tiers_given[(exercise, target["check"])] = given + 1
     tier = min(given, len(tiers) - 1)
     print(f"hint {tier + 1} of {len(tiers)} ({_name(target)}): {tiers[tier]}")
+    _report_practice(known[0], exercise, "hint")
     if tier == len(tiers) - 1 and len(tiers) > 1:
         print("  (that is the most specific hint)")

@@ -77,7 +77,8 @@ def generate(assignment: Assignment, root: Path | None = None, db_url: str | Non
             assignment.release_notebook.parent.mkdir(exist_ok=True)
             shutil.copy2(released, assignment.release_notebook)
         # the checks marked public (and nothing else of the tests) travel with the release
-        write_public_checks(assignment.tests_dir, (released if root else assignment.release_notebook).parent)
+        write_public_checks(assignment.tests_dir, (released if root else assignment.release_notebook).parent,
+                            assignment.id)
         return released if root else assignment.release_notebook
 
 

@@ -101,7 +101,7 @@ def bootstrap_instructor(settings: HubSettings) -> str | None:
     return password
 
 
-STOP_GRACE = 15.0  # seconds JupyterHub gets to stop servers, services (one after another) and proxy, then it is killed
+STOP_GRACE = 8.0  # seconds JupyterHub gets to stop servers, services (one after another) and proxy, then it is killed
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -127,9 +127,12 @@ def run_hub(settings: HubSettings | None = None) -> int:
         hub.send_signal(signal.SIGINT)
         try:
             return hub.wait(timeout=STOP_GRACE)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired:  # asked to stop, and stopped: the rest is killed below
             hub.kill()
-            return hub.wait()
+            hub.wait()
+            print(f"deepgrade hub: JupyterHub took over {STOP_GRACE:g} s to stop; it was killed, with everything "
+                  "it started", flush=True)
+            return 0
     finally:
         _end_leftovers()
 

@@ -154,6 +154,37 @@ class Feedback(Base):
     html: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class Practice(Base):
+    """A formative ``check()`` or ``hint()`` a student ran in their notebook: never a grade, only
+    what the instructor's dashboard counts. The numbers are the kernel's claim, kept as such."""
+
+    __tablename__ = "practice"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    course: Mapped[str] = mapped_column(String(128), index=True)
+    assignment: Mapped[str] = mapped_column(String(128), index=True)
+    student: Mapped[str] = mapped_column(String(128), index=True)
+    exercise: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(8))  # "check" or "hint"
+    passed: Mapped[int | None] = mapped_column(Integer, nullable=True)  # public checks passing, for a check
+    total: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+PRACTICE_KINDS = ("check", "hint")
+PRACTICE_PER_ASSIGNMENT = 2000  # events kept per student and assignment: a loop in a notebook fills no disk
+
+
+@dataclass(frozen=True)
+class PracticeEvent:
+    assignment: str
+    student: str
+    exercise: str
+    kind: str
+    passed: int | None
+    total: int | None
+    at: datetime
+
+
 class Job(Base):
     """One request to grade one submission: the durable source of truth for every queue backend.
 
@@ -376,6 +407,28 @@ class CourseStore:
             _check_quotas(db, row, limits)
             row.submitted_at = datetime.now(UTC)
             return SubmissionInfo(row.id, course, assignment, student, row.submitted_at, ())
+
+    # -- formative practice ----------------------------------------------------------------
+    def record_practice(self, course: str, assignment: str, student: str, exercise: str, kind: str,
+                        passed: int | None = None, total: int | None = None) -> None:
+        """Keep one ``check()``/``hint()`` of a student; ``TooMany`` past the per-assignment cap."""
+        if kind not in PRACTICE_KINDS:
+            raise Refused(f"kind must be one of {', '.join(PRACTICE_KINDS)}, not {kind!r}")
+        with self.session.begin() as db:
+            kept = db.scalar(select(func.count()).select_from(Practice).where(
+                Practice.course == course, Practice.assignment == assignment, Practice.student == student))
+            if kept >= PRACTICE_PER_ASSIGNMENT:
+                raise TooMany(f"{PRACTICE_PER_ASSIGNMENT} practice runs of {assignment} are already recorded")
+            db.add(Practice(course=course, assignment=assignment, student=student, exercise=exercise, kind=kind,
+                            passed=passed, total=total, at=datetime.now(UTC)))
+
+    def practice(self, course: str, assignment: str | None = None) -> list[PracticeEvent]:
+        query = select(Practice).where(Practice.course == course)
+        if assignment:
+            query = query.where(Practice.assignment == assignment)
+        with self.session() as db:
+            return [PracticeEvent(p.assignment, p.student, p.exercise, p.kind, p.passed, p.total, _utc(p.at))
+                    for p in db.scalars(query.order_by(Practice.at, Practice.id))]
 
     def submissions(self, course: str, assignment: str | None = None,
                     student: str | None = None) -> list[SubmissionInfo]:

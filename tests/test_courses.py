@@ -52,6 +52,17 @@ def test_thresholds_hold_on_every_calibration_seed(assignment: Assignment) -> No
         assert spec["reference"]["false_fail"]["bound"] == pytest.approx(bound, rel=0.05, abs=1e-6)
 
 
+EXACT_ANSWERS_ONLY = {"dl-python/01-basics-with-numpy"}  # every answer is a fixed computation's exact value
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS, ids=[a.id for a in ASSIGNMENTS])
+def test_every_chapter_plants_a_forgery(assignment: Assignment) -> None:
+    """A chapter whose points rest on results its notebook reports proves (in test_validate) that
+    typing those results in loses exactly their points (docs/integrity.md)."""
+    forged = [m.id for m in assignment.mistakes if m.id.startswith("forged-")]
+    assert bool(forged) != (assignment.id in EXACT_ANSWERS_ONLY), forged
+
+
 def test_validate_all_reports_the_total_and_the_slowest(course_proof: dict) -> None:
     assert f"validated {len(ASSIGNMENTS)} assignment(s) in" in course_proof["stdout"]
     assert "slowest: " in course_proof["stdout"] and "all proofs hold" in course_proof["stdout"]

@@ -124,15 +124,22 @@ def hub(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def klass(hub: Hub) -> Class:
     """alice: 15 then 12 (latest counts); bob: 3, flagged; carol: queued; dave: failed on the platform;
-    erin: nothing; the hostile name: 0 with a hostile message; dora (another course): 15."""
+    erin: nothing; the hostile name: 0 with a hostile message; dora (another course): 15. alice and
+    erin practised with check() and hint() (dora too, in her course)."""
     klass = Class(hub)
     klass.store.add_member(HOSTILE, "student", [COURSE])
+    for passed in (1, 2):  # practice before submitting: alice checks twice, asks one hint; erin never submits
+        klass.store.record_practice(COURSE, ASSIGNMENT, "alice", "meteor-model", "check", passed, 3)
+    klass.store.record_practice(COURSE, ASSIGNMENT, "alice", "meteor-model", "hint")
+    klass.store.record_practice(COURSE, ASSIGNMENT, "erin", "meteor-model", "check", 3, 3)
+    klass.store.record_practice(OTHER_COURSE, ASSIGNMENT, "dora", "meteor-model", "check", 3, 3)
     klass.graded("alice", {})
     klass.graded("alice", {"meteor-predictions": "the predictions' mse 4.1 is above 0.5", "build-as-shown":
                            "the model has 2 layers; expected 3"})
     klass.graded("bob", {"meteor-model": "the last layer uses activation 'relu'", "meteor-predictions":
                          "the predictions' mse 4.1 is above 0.5", "counting": "counted 9, expected 10"}, (FLAG,))
     klass.graded(HOSTILE, {cell: HOSTILE_MESSAGE for cell in klass.cells})
+    klass.store.record_practice(COURSE, ASSIGNMENT, "alice", "meteor-model", "check", 3, 3)  # after submitting
     klass.store.enqueue(klass.submit("carol"), "carol")
     klass.failed_on_the_platform("dave")
     klass.store.enqueue(klass.submit("dora", OTHER_COURSE), "dora")
@@ -242,6 +249,13 @@ def test_assignment_page_shows_checks_failures_and_flags(instructor, hub: Hub, k
     assert "failed: platform error" in rows["dave"][1]
     assert rows["erin"][0]["attempts"] == "0" and "not submitted" in rows["erin"][1]
     page.locator("#checks").screenshot(path=str(ARTIFACTS / "instructor-dashboard-checks.png"))
+    events = klass.store.practice(COURSE, ASSIGNMENT)
+    practice = {row.get_attribute("data-exercise"): _figures(row) for row in page.locator("#practice tr[data-exercise]").all()}
+    assert practice == {"meteor-model": {
+        "practice-students": str(len({e.student for e in events})), "practice-checks": "4",
+        "practice-checks-before": "3", "practice-all-passing": "2", "practice-hints": "1",
+        "practice-hints-before": "1"}}, practice
+    assert len({e.student for e in events}) == 2 and sum(e.kind == "check" for e in events) == 4
 
 
 def test_student_text_is_shown_as_text(instructor, hub: Hub, klass: Class) -> None:

@@ -77,12 +77,15 @@ def _released_text(folder: Path) -> dict[str, str]:
 
 def test_the_release_carries_the_public_checks_and_nothing_hidden(tmp_path: Path) -> None:
     assignment = Assignment.load(ASSIGNMENT)
-    checks = write_public_checks(assignment.tests_dir, tmp_path)
+    checks = write_public_checks(assignment.tests_dir, tmp_path, assignment.id)
     assert {c.check for c in checks} == PUBLIC
-    shipped = (tmp_path / RELEASE_FOLDER / CHECKS_FILE).read_text()
     committed = assignment.release_notebook.parent
-    assert (committed / RELEASE_FOLDER / CHECKS_FILE).read_text() == shipped, "run `deepgrade generate` again"
-    hints = json.loads((tmp_path / RELEASE_FOLDER / HINTS_FILE).read_text())["exercises"]
+    for name in (CHECKS_FILE, HINTS_FILE):
+        shipped = (tmp_path / RELEASE_FOLDER / name).read_text()
+        assert (committed / RELEASE_FOLDER / name).read_text() == shipped, "run `deepgrade generate` again"
+    declared = json.loads((tmp_path / RELEASE_FOLDER / HINTS_FILE).read_text())
+    assert declared["assignment"] == ASSIGNMENT  # what check() and hint() are reported under
+    hints = declared["exercises"]
     assert [len(c["hints"]) for c in hints["functional-model"]] == [3, 3, 2]
     needles = hidden_test_needles(assignment)
     assert "def test_hidden_tourney_mae(" in needles and "def hidden_data(" in needles

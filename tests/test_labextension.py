@@ -19,6 +19,7 @@ import requests
 
 from autograders.assignment import Assignment
 from autograders.validate import apply_mistake
+from hub.store import CourseStore
 from tests.hubtools import PASSWORD, Hub, Session, checkout_copy
 
 COURSE = "keras-advanced"
@@ -250,6 +251,29 @@ def test_check_and_hint_in_the_students_notebook(graded_in_the_panel, fetched: S
     finally:
         page.screenshot(path=str(DOCS / "student-check-hint.png"))
     text = "\n".join(outputs.all_inner_texts())
-    assert "functional-model: 2 of 3 public checks pass (practice: nothing is counted)" in text, text
+    assert "functional-model: 2 of 3 public checks pass (practice: it does not count toward your grade)" in text, text
     assert "measured: relu" in text and "expected: linear" in text, text
     assert "hint 1 of 3" in text and "hint 2 of 3" in text, text
+    # her kernel reported each check() and hint() to the exchange, for the course dashboard
+    events = CourseStore(f"sqlite:///{hub.data / 'deepgrade.sqlite'}").practice(COURSE, ASSIGNMENT)
+    assert [(e.student, e.exercise, e.kind, e.passed, e.total) for e in events] == [
+        ("dana", "functional-model", "check", 2, 3), ("dana", "functional-model", "hint", None, None),
+        ("dana", "functional-model", "hint", None, None), ("dana", "functional-model", "check", 3, 3)]
+
+
+def test_practice_reports_are_the_callers_own_and_bounded(fetched: Session, people: dict[str, Session],
+                                                          hub: Hub) -> None:
+    """What a kernel reports is a claim about its own caller only: no name in the body, no course
+    the caller does not take, small well-formed fields; an instructor's tries are not the class's."""
+    path = f"/services/exchange/api/courses/{COURSE}/assignments/{ASSIGNMENT}/practice"
+    event = {"exercise": "functional-model", "kind": "check", "passed": 1, "total": 3}
+    assert requests.post(hub.url + path, json=event, timeout=30).status_code == 403  # no token
+    for bad in ({**event, "kind": "grade"}, {**event, "exercise": "../x"}, {**event, "passed": 10**9},
+                {**event, "passed": "3"}, {"kind": "check"}, ["not", "an", "object"]):
+        assert people["erin"].post(path, json=bad).status_code == 400, bad
+    assert people["erin"].post(path, data="x" * 5000).status_code == 413
+    assert people["erin"].post(path.replace(COURSE, "dl-python"), json=event).status_code == 403
+    assert people["ines"].post(path, json=event).json() == {"kept": False}
+    assert people["erin"].post(path, json={**event, "student": "dana"}).status_code == 201
+    students = {e.student for e in CourseStore(f"sqlite:///{hub.data / 'deepgrade.sqlite'}").practice(COURSE)}
+    assert "ines" not in students and "erin" in students

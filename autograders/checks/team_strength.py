@@ -86,3 +86,15 @@ def check_sign_flip(model, pairs: list[np.ndarray]) -> None:
              f"(largest |f(a, b) + f(b, a)| is {gap:.3g})", measured=gap, expected="0",
              hint="score_diff changes sign when the teams swap: look both teams up in the SAME "
                   "strength model and merge with layers.Subtract(), not Add or Concatenate")
+
+
+
+def as_fitted(data: tuple[list, np.ndarray]) -> tuple[list, object]:
+    """``(inputs, target)`` as the notebooks' ``fit`` receives them: pandas columns. Evaluated on
+    these, a lookup missing its Flatten gets the loss ``fit`` measured for it (on a flat NumPy
+    target its (None, 1, 1) output broadcasts, and the loss is far off), so it loses only the
+    structure checks."""
+    import pandas as pd
+
+    inputs, target = data
+    return [pd.Series(np.ravel(column)) for column in inputs], pd.Series(np.ravel(target))

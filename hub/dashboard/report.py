@@ -26,7 +26,7 @@ from sqlalchemy import select
 from autograders.assignment import Assignment, find_all
 from autograders.gradebook import Attempt as Scored
 from autograders.gradebook import counting
-from hub.store import CourseStore, Feedback, Job, Member, Submission
+from hub.store import CourseStore, Feedback, Job, Member, PracticeEvent, Submission
 
 MAX_RESULT_BYTES = 2_000_000  # a result larger than this is not parsed (the worker's are far smaller)
 MAX_TEXT = 300  # characters of a check message or flag kept for display
@@ -109,6 +109,19 @@ class CheckStats:
         return self.failed / self.graded if self.graded else 0.0
 
 
+@dataclass
+class PracticeStats:
+    """One exercise's formative practice: ``check()`` and ``hint()`` runs reported by students' kernels."""
+
+    exercise: str
+    students: int = 0  # who ran check() or hint() at least once
+    checks: int = 0
+    hints: int = 0
+    checks_before: int = 0  # before the student's first submission (all of them, for one who has none)
+    hints_before: int = 0
+    all_passing: int = 0  # checks whose every public check passed
+
+
 def percentile(values: list[float], q: float) -> float | None:
     """The ``q``-th percentile (0-100) by linear interpolation; None for no values."""
     if not values:
@@ -130,6 +143,7 @@ class AssignmentReport:
     rows: list[StudentRow]
     jobs: list[JobTimes]
     now: datetime
+    practice: list[PracticeEvent] = field(default_factory=list)
 
     @property
     def enrolled(self) -> list[StudentRow]:
@@ -187,6 +201,27 @@ class AssignmentReport:
         return [CheckStats(check, points[check], graded[check], failed[check],
                            messages.get(check, Counter()).most_common(TOP_MESSAGES))
                 for check in sorted(graded, key=lambda c: (-failed[c] / graded[c], c))]
+
+    def practice_stats(self) -> list[PracticeStats]:
+        """Per exercise, how much the class practised with the public checks and hints, and how much
+        of it came before each student's first submission."""
+        first = {row.student: row.attempts[0].submitted_at for row in self.rows if row.attempts}
+        stats: dict[str, PracticeStats] = {}
+        who: dict[str, set[str]] = {}
+        for event in self.practice:
+            entry = stats.setdefault(event.exercise, PracticeStats(event.exercise))
+            who.setdefault(event.exercise, set()).add(event.student)
+            before = event.student not in first or event.at < first[event.student]
+            if event.kind == "check":
+                entry.checks += 1
+                entry.checks_before += before
+                entry.all_passing += bool(event.total) and event.passed == event.total
+            else:
+                entry.hints += 1
+                entry.hints_before += before
+        for exercise, entry in stats.items():
+            entry.students = len(who[exercise])
+        return sorted(stats.values(), key=lambda entry: entry.exercise)
 
     def submissions_per_day(self) -> list[tuple[str, int]]:
         days = Counter(a.submitted_at.astimezone(UTC).strftime("%Y-%m-%d") for a in self.attempts)
@@ -279,6 +314,8 @@ def load_course(store: CourseStore, course: str, now: datetime | None = None) ->
             attempt.checks, attempt.flags = _checks(result), _flags(result)
         attempts.setdefault((sub.assignment, sub.student), []).append(attempt)
 
+    enrolled = set(students)
+    practice = [event for event in store.practice(course) if event.student in enrolled]
     reports = {}
     for name in course_assignments(course, {sub.assignment for sub in submissions}):
         policy = score_policy(course, name)
@@ -289,7 +326,8 @@ def load_course(store: CourseStore, course: str, now: datetime | None = None) ->
             rows.append(StudentRow(student, student in students, mine, counted_attempt(mine, policy)))
         times = [JobTimes(job.state, _utc(job.enqueued_at), _utc(job.finished_at), job.message or "")
                  for job in jobs if job.assignment == name]
-        reports[name] = AssignmentReport(course, name, policy, rows, times, now)
+        reports[name] = AssignmentReport(course, name, policy, rows, times, now,
+                                         [event for event in practice if event.assignment == name])
     return CourseReport(course, students, reports)
 
 

@@ -18,6 +18,10 @@ their submissions with its time and score, the assignment's score policy (``late
 and which submission counts under it. A student reads their own only; an instructor names the
 student (``?student=<name>``).
 
+``POST …/courses/<course>/assignments/<assignment>/practice`` records a student's formative
+``check()`` or ``hint()`` (sent by their kernel, capped per student and assignment) for the course
+dashboard; it never touches a grade.
+
 What is kept is limited by what archives expand to (``hub.store.ExchangeLimits``: the
 ``DEEPGRADE_ARCHIVE_MAX_MB``, ``DEEPGRADE_ARCHIVE_MAX_FILES``, ``DEEPGRADE_STUDENT_QUOTA_MB`` and
 ``DEEPGRADE_SUBMISSIONS_PER_ASSIGNMENT`` settings). A refusal is a JSON ``{"status", "message"}``
@@ -33,6 +37,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -215,6 +220,40 @@ class ScoresHandler(ExchangeHandler):
         self.send_json(scores_model(course, assignment, student, history, score_policy(course, assignment)))
 
 
+PRACTICE_BODY_BYTES = 4096
+
+
+class PracticeHandler(ExchangeHandler):
+    """A student's formative ``check()`` or ``hint()``, sent from their kernel for the course dashboard.
+
+    Only the caller's own practice in a course they take is kept, and it is capped: a kernel can
+    send anything, so these are counts of claims, never grades."""
+
+    @web.authenticated
+    def post(self, course: str, assignment: str) -> None:
+        if self.require(course, "student", "instructor") != "student" or self.caller.get("kind") == "service":
+            self.send_json({"kept": False})  # an instructor trying the checks is not the class practising
+            return
+        if len(self.request.body) > PRACTICE_BODY_BYTES:
+            raise web.HTTPError(413, "a practice record is a few small fields")
+        try:
+            event = json.loads(self.request.body)
+            exercise, kind = event["exercise"], event["kind"]
+            passed, total = event.get("passed"), event.get("total")
+        except (ValueError, TypeError, KeyError):
+            raise web.HTTPError(400, "send JSON with exercise and kind (and passed, total for a check)") from None
+        counts_ok = all(v is None or (type(v) is int and 0 <= v <= 10_000) for v in (passed, total))
+        if not (isinstance(exercise, str) and re.fullmatch(NAME, exercise)) or not counts_ok:
+            raise web.HTTPError(400, "exercise must be a grade cell's name; passed and total small counts")
+        if self.store.released(course, assignment) is None:
+            raise web.HTTPError(404, f"{assignment} is not released in {course}")
+        try:
+            self.store.record_practice(course, assignment, self.caller["name"], exercise, kind, passed, total)
+        except Refused as exc:
+            raise web.HTTPError(exc.status, str(exc)) from None
+        self.send_json({"kept": True}, status=201)
+
+
 class SubmissionsHandler(ExchangeHandler):
     @web.authenticated
     def get(self, course: str) -> None:
@@ -311,6 +350,7 @@ def make_app(store: CourseStore | None = None, prefix: str | None = None, queue:
         (rf"/courses/{NAME}/assignments/{NAME}", AssignmentHandler),
         (rf"/courses/{NAME}/assignments/{NAME}/grade", RegradeAssignmentHandler),
         (rf"/courses/{NAME}/assignments/{NAME}/scores", ScoresHandler),
+        (rf"/courses/{NAME}/assignments/{NAME}/practice", PracticeHandler),
         (rf"/courses/{NAME}/submissions", SubmissionsHandler),
         (rf"/courses/{NAME}/submissions/(\d+)", SubmissionHandler),
         (rf"/courses/{NAME}/submissions/(\d+)/grade", RegradeSubmissionHandler),

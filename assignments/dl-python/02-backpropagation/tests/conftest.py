@@ -118,5 +118,8 @@ def hidden_data():
         "final_weights": book_descent[0], "mse_hist": book_descent[1], "mse_hist_large": book_large[1],
         "initial_loss": float((book_x @ book_w - book_t) ** 2),
         "descent_weights": np.array([w for w, _ in descent]), "descent_hists": np.array([h for _, h in descent]),
+        # the squared error of any weights, to tie a loss curve to the weights its descent returned
+        "book_loss": linear_loss(book_x, book_t),
+        "descent_losses": [linear_loss(x, t) for x, t, _ in descent_cases],
         "hidden_slopes": np.array([h for h, _ in backprop]), "output_slopes": np.array([o for _, o in backprop]),
     }

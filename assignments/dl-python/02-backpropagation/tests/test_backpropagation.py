@@ -94,13 +94,33 @@ def test_error_after_update(arrays, hidden_data):
     error.close_to(hidden_data["error_updated"], rtol=1e-6, atol=1e-6)
 
 
+def ends_at_its_weights(hist, weights, loss, name):
+    """The last loss of a curve is the squared error of the weights its descent returned, recomputed
+    here: a curve typed in, or taken from another run, does not end there."""
+    final = loss(check_array(weights, f"the weights returned with {name}").has_shape((3,)).is_finite().array
+                 .astype(np.float64))
+    try:
+        check_value(hist[-1], f"the last loss in {name}").close_to(final, rtol=1e-6, atol=1e-6)
+    except CheckFailure as failure:
+        failure.message += ": the curve does not belong to the weights gradient_descent returned"
+        failure.hint = ("append get_mse(input_data, target, weights) after each update, with the weights that "
+                        "update produced, and return those weights with the list")
+        raise
+
+
 @grades("descent", points=1)
-def test_loss_curve_decreases(arrays):
-    """With learning rate 0.01 the loss after each of the 20 updates goes down (and so on the generated cases)."""
-    check_history({"loss": check_array(arrays["mse_hist"], "mse_hist").array.reshape(-1)}).has_epochs(20).decreases()
-    for i, hist in enumerate(check_array(arrays["descent_hists"], "descent_hists").has_shape((4, 15)).array):
+def test_loss_curve_decreases(arrays, hidden_data):
+    """With learning rate 0.01 the loss after each of the 20 updates goes down (and so on the generated
+    cases), and each curve ends at the loss of the weights returned with it."""
+    mse_hist = check_array(arrays["mse_hist"], "mse_hist").array.reshape(-1)
+    check_history({"loss": mse_hist}).has_epochs(20).decreases()
+    ends_at_its_weights(mse_hist, arrays["final_weights"], hidden_data["book_loss"], "mse_hist")
+    hists = check_array(arrays["descent_hists"], "descent_hists").has_shape((4, 15)).array
+    weights = check_array(arrays["descent_weights"], "descent_weights").has_shape((4, 3)).array
+    for i, (hist, loss) in enumerate(zip(hists, hidden_data["descent_losses"], strict=True)):
         try:
             check_history({"loss": hist}).decreases()
+            ends_at_its_weights(hist, weights[i], loss, f"generated case {i + 1}")
         except CheckFailure as failure:
             failure.message = f"generated case {i + 1}: {failure.message}"
             raise

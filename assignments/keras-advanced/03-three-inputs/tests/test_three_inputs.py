@@ -9,6 +9,7 @@ from autograders.checks import (
     Hidden,
     check_array,
     check_history,
+    check_history_fits_model,
     check_metric,
     check_model,
     check_value,
@@ -17,7 +18,7 @@ from autograders.checks import (
     fail,
 )
 from autograders.checks.procedure import Fit, check_fitted_like
-from autograders.checks.team_strength import count_embeddings
+from autograders.checks.team_strength import as_fitted, count_embeddings
 
 
 def _merge_layer(model):
@@ -107,7 +108,10 @@ def test_compiled_with_mae(model):
 
 
 @grades("three-input-fit", points=1)
-def test_season_training(history, thresholds):
+def test_season_training(history, model, train_data, thresholds):
+    """The model's own curve: 4 finite epochs going down to a low loss that agrees with the exported
+    model on the season (within 10 % and 0.3 points)."""
+    check_history_fits_model(history, model, as_fitted(train_data), epochs=4, ratio=1.1, atol=0.3)
     check_history(history, "loss").has_epochs(4).is_finite().decreases().final_below(
         thresholds["season_final_loss"])
 
