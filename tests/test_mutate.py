@@ -16,7 +16,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograders.mutate import OPERATORS, mutants
+from autograders.assignment import Assignment, find_all
+from autograders.mutate import OPERATORS, marked_equivalent, mutants
 from tests.conftest import copy_assignment
 
 CELL = '''\
@@ -97,3 +98,14 @@ def test_a_real_run_grades_mutants_and_sorts_them(tmp_path: Path) -> None:
     assert report["behaviour_changing"] == 2 and report["killed"] == 2 and report["mutation_score"] == 1.0, report
     assert report["rewrites_kept"] == ["extra-cells@notebook#0"] and report["rewrites_lost"] == [], report
     assert run.returncode == 0 and "mutation score 100%" in run.stdout
+
+
+@pytest.mark.parametrize("assignment_id", [a.id for a in find_all() if marked_equivalent(a)])
+def test_marked_equivalent_mutants_still_exist_and_say_why(assignment_id: str) -> None:
+    """An author's verdict names a mutant the notebook still produces, with its reason: a changed
+    notebook cannot leave a stale mark that hides a new survivor."""
+    assignment = Assignment.load(assignment_id)
+    produced = {m.id for m in mutants(assignment) if m.kind == "behaviour"}
+    for mutant_id, reason in marked_equivalent(assignment).items():
+        assert mutant_id in produced, f"{assignment_id}: {mutant_id} is no longer a mutant of the notebook"
+        assert len(reason.split()) >= 5, f"{assignment_id}: say why {mutant_id} is equivalent"
