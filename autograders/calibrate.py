@@ -68,19 +68,26 @@ MAX_FALSE_FAIL = 0.01  # the most a correct solution may fail a threshold, at 95
 CONFIDENCE = 0.95
 
 
-def false_fail_bound(values: list[float], threshold: float, direction: str) -> float:
-    """An upper 95 % confidence bound on the chance that a correct run lands on the failing side of
-    ``threshold``: a normal model whose mean sits at its confidence limit towards the threshold and
-    whose spread is at its upper confidence limit (chi-square). Spread-free values give 0 or 1."""
+def _pessimistic(values: list[float], direction: str) -> tuple[float, float, float]:
+    """(mean, spread, sign): the runs' mean at its 95 % confidence limit towards the failing side,
+    their spread at its upper limit (chi-square), and +1 for ``below``, -1 for ``above``."""
     from scipy import stats
 
     n = len(values)
-    mean, sd = statistics.fmean(values), statistics.stdev(values) if n > 1 else 0.0
+    mean, sd = statistics.fmean(values), statistics.stdev(values)
     sign = 1.0 if direction == "below" else -1.0  # distance to the threshold, positive on the passing side
-    if sd == 0.0:
-        return 0.0 if sign * (threshold - mean) >= 0 else 1.0
     sd_high = sd * ((n - 1) / stats.chi2.ppf(1 - CONFIDENCE, n - 1)) ** 0.5
-    mean_near = mean + sign * stats.t.ppf(CONFIDENCE, n - 1) * sd / n**0.5
+    return mean + sign * stats.t.ppf(CONFIDENCE, n - 1) * sd / n**0.5, sd_high, sign
+
+
+def false_fail_bound(values: list[float], threshold: float, direction: str) -> float:
+    """An upper 95 % confidence bound on the chance that a correct run lands on the failing side of
+    ``threshold``, under a normal model taken at its pessimistic limits. Spread-free values give 0 or 1."""
+    from scipy import stats
+
+    if len(values) < 2 or statistics.stdev(values) == 0.0:
+        return 0.0 if _passes(statistics.fmean(values), threshold, direction) else 1.0
+    mean_near, sd_high, sign = _pessimistic(values, direction)
     return float(stats.norm.sf(sign * (threshold - mean_near) / sd_high))
 
 
@@ -88,11 +95,7 @@ def one_percent_threshold(values: list[float], direction: str) -> float:
     """The threshold whose false-fail bound is exactly :data:`MAX_FALSE_FAIL`."""
     from scipy import stats
 
-    n = len(values)
-    mean, sd = statistics.fmean(values), statistics.stdev(values)
-    sign = 1.0 if direction == "below" else -1.0
-    sd_high = sd * ((n - 1) / stats.chi2.ppf(1 - CONFIDENCE, n - 1)) ** 0.5
-    mean_near = mean + sign * stats.t.ppf(CONFIDENCE, n - 1) * sd / n**0.5
+    mean_near, sd_high, sign = _pessimistic(values, direction)
     return mean_near + sign * stats.norm.isf(MAX_FALSE_FAIL) * sd_high
 
 
