@@ -112,6 +112,9 @@ def run_hub(settings: HubSettings | None = None) -> int:
     prepare(settings)
     password = bootstrap_instructor(settings)
     print(f"deepgrade hub: starting (mode {settings.mode}, data in {settings.data}) ...", flush=True)
+    # Ctrl-C and SIGTERM stop the hub even when started with SIGINT ignored (``cmd &`` in a script,
+    # ``nohup``): Python leaves an inherited SIG_IGN in place, and the hub would never hear them
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     _adopt_orphans()
     config = repo_root() / "jupyterhub_config.py"
